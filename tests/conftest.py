@@ -1,0 +1,79 @@
+"""Fixtures for the cross-language tests: the real processes, started on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+from stack import MODELS, TRANSPORTS, Stack
+from tandem_inference.train import heldout
+
+MODEL_NAMES = ("digits", "digits-torch")
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """One stack per test module and transport; the same suite runs over each."""
+    s = Stack(transport=request.param)
+    try:
+        s.start()
+    except Exception:
+        s.stop()
+        raise
+    yield s
+    s.stop()
+    # Every process must have survived the module's bad inputs and exited cleanly.
+    for proc in s.processes:
+        assert proc.popen is not None
+        assert proc.popen.returncode == 0, f"{proc.name} exited {proc.popen.returncode}\n{s.logs()}"
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.rest_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """The held-out digits (pixels FP32 [n, 64], labels) the model never trained on."""
+    x, y = heldout()
+    return np.ascontiguousarray(x, dtype=np.float32), np.asarray(y)
+
+
+@pytest.fixture(scope="session")
+def reference(digits: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Probabilities from a local ONNX Runtime session: what the stack must reproduce."""
+    session = ort.InferenceSession(
+        str(MODELS / "digits" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (probabilities,) = session.run(["probabilities"], {"pixels": digits[0]})
+    return np.asarray(probabilities)
+
+
+def infer_body(pixels: np.ndarray, **extra: object) -> dict[str, object]:
+    """An OIP v2 JSON infer request for a [n, 64] batch of digits."""
+    batch = np.atleast_2d(pixels)
+    body: dict[str, object] = {
+        "inputs": [
+            {
+                "name": "pixels",
+                "datatype": "FP32",
+                "shape": list(batch.shape),
+                "data": batch.ravel().tolist(),
+            }
+        ]
+    }
+    body.update(extra)
+    return body
+
+
+def probabilities(response: httpx.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    (out,) = response.json()["outputs"]
+    assert out["name"] == "probabilities"
+    assert out["datatype"] == "FP32"
+    return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
