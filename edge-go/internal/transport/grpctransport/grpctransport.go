@@ -1,0 +1,156 @@
+// Package grpctransport implements transport.Transport over gRPC: one
+// long-lived client connection to the inference service's OIP endpoint.
+package grpctransport
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+)
+
+// Connection tuning. The service is a sidecar or a neighbour, so these are
+// fixed for a fast local hop rather than exposed as settings.
+const (
+	// maxReconnectDelay caps the reconnect backoff: once the service is back
+	// after a restart, the gateway is serving again within about a second.
+	maxReconnectDelay = time.Second
+	// minConnectTimeout bounds one connection attempt, so that a host that
+	// drops packets is given up on and retried rather than waited for.
+	minConnectTimeout = 5 * time.Second
+	// keepaliveTime and keepaliveTimeout find a dead connection (a peer gone
+	// without a FIN) while calls are waiting on it. Pings are sent only while
+	// calls are in flight: servers refuse idle pings more often than every
+	// five minutes by default.
+	keepaliveTime    = 30 * time.Second
+	keepaliveTimeout = 10 * time.Second
+)
+
+// Config says where the service is and how calls to it are bounded.
+type Config struct {
+	// Addr is the service's gRPC target, host:port or any grpc-go target URI.
+	Addr string
+	// Timeout bounds every call, on top of the caller's context deadline.
+	Timeout time.Duration
+	// MaxMessageBytes is the largest message sent or received; the service
+	// must accept at least as much.
+	MaxMessageBytes int
+}
+
+// Transport is a transport.Transport over one gRPC client connection.
+type Transport struct {
+	addr    string
+	timeout time.Duration
+	conn    *grpc.ClientConn
+	client  pb.GRPCInferenceServiceClient
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// New creates the client connection. It performs no I/O: the connection is
+// made on the first call and remade after the service restarts.
+func New(cfg Config) (*Transport, error) {
+	if cfg.Timeout <= 0 {
+		return nil, fmt.Errorf("grpc transport: timeout %v is not positive", cfg.Timeout)
+	}
+	conn, err := grpc.NewClient(cfg.Addr,
+		// The hop is loopback or a private network; TLS belongs to the edge.
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  100 * time.Millisecond,
+				Multiplier: backoff.DefaultConfig.Multiplier,
+				Jitter:     backoff.DefaultConfig.Jitter,
+				MaxDelay:   maxReconnectDelay,
+			},
+			MinConnectTimeout: minConnectTimeout,
+		}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                keepaliveTime,
+			Timeout:             keepaliveTimeout,
+			PermitWithoutStream: false,
+		}),
+		// Calls stay fail-fast (grpc-go's default, no WaitForReady): with the
+		// service down a call is UNAVAILABLE at once instead of queuing until
+		// its deadline.
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes),
+			grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes),
+		),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("grpc transport: client for %q: %w", cfg.Addr, err)
+	}
+	return &Transport{
+		addr:    cfg.Addr,
+		timeout: cfg.Timeout,
+		conn:    conn,
+		client:  pb.NewGRPCInferenceServiceClient(conn),
+	}, nil
+}
+
+// Close closes the client connection; calls in flight fail with CANCELED.
+func (t *Transport) Close() error {
+	if err := t.conn.Close(); err != nil {
+		return fmt.Errorf("grpc transport: close: %w", err)
+	}
+	return nil
+}
+
+func (t *Transport) ServerLive(ctx context.Context, req *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
+	return call(ctx, t, t.client.ServerLive, req)
+}
+
+func (t *Transport) ServerReady(ctx context.Context, req *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
+	return call(ctx, t, t.client.ServerReady, req)
+}
+
+func (t *Transport) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
+	return call(ctx, t, t.client.ModelReady, req)
+}
+
+func (t *Transport) ServerMetadata(ctx context.Context, req *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
+	return call(ctx, t, t.client.ServerMetadata, req)
+}
+
+func (t *Transport) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
+	return call(ctx, t, t.client.ModelMetadata, req)
+}
+
+func (t *Transport) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	return call(ctx, t, t.client.ModelInfer, req)
+}
+
+// call makes one RPC under min(ctx's deadline, the transport's timeout).
+func call[Req, Resp any](ctx context.Context, t *Transport, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	resp, err := rpc(ctx, req)
+	if err != nil {
+		return resp, t.explain(err)
+	}
+	return resp, nil
+}
+
+// explain names the service in the errors that are about reaching it, so
+// that a 503 or 504 says what was down or slow. The service's own errors
+// (a bad input, an unknown model) pass through as it wrote them.
+func (t *Transport) explain(err error) error {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.Unavailable:
+		return status.Errorf(codes.Unavailable, "inference service at %s is unavailable: %s", t.addr, st.Message())
+	case codes.DeadlineExceeded:
+		return status.Errorf(codes.DeadlineExceeded, "inference service at %s did not answer in time (timeout %v): %s", t.addr, t.timeout, st.Message())
+	}
+	return err
+}
