@@ -25,6 +25,11 @@ const StatusClientClosedRequest = 499
 // not say when to retry.
 const DefaultRetryAfter = 1
 
+// ErrTooLarge marks a request over one of the gateway's size limits other
+// than the body's own (which net/http reports as *http.MaxBytesError): 413.
+// Wrap it with what was too large.
+var ErrTooLarge = errors.New("request too large")
+
 // httpStatus is the one mapping from gRPC codes to HTTP statuses; codes not
 // listed are the gateway's or the service's bugs: 500.
 var httpStatus = map[codes.Code]int{
@@ -61,6 +66,9 @@ func FromError(err error) Response {
 			Status:  http.StatusRequestEntityTooLarge,
 			Message: fmt.Sprintf("request body too large: the limit is %d bytes", tooLarge.Limit),
 		}
+	}
+	if errors.Is(err, ErrTooLarge) {
+		return Response{Status: http.StatusRequestEntityTooLarge, Message: err.Error()}
 	}
 	// A context error that never went through a transport, such as the
 	// client leaving while its body is read, speaks for itself.

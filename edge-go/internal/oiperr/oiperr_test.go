@@ -65,6 +65,7 @@ func TestFromError(t *testing.T) {
 		{"overloaded", status.Error(codes.ResourceExhausted, "busy"), Response{Status: 429, Message: "busy", RetryAfter: "1"}},
 		{"overloaded with retry info", retryIn(2500 * time.Millisecond), Response{Status: 429, Message: "queue full", RetryAfter: "3"}},
 		{"body too large", fmt.Errorf("read body: %w", &http.MaxBytesError{Limit: 1024}), Response{Status: 413, Message: "request body too large: the limit is 1024 bytes"}},
+		{"too large", fmt.Errorf("%w: its tensors take 9 bytes", ErrTooLarge), Response{Status: 413, Message: "request too large: its tensors take 9 bytes"}},
 		{"context deadline", fmt.Errorf("read body: %w", context.DeadlineExceeded), Response{Status: 504, Message: "read body: context deadline exceeded"}},
 		{"context canceled", context.Canceled, Response{Status: 499, Message: "context canceled"}},
 		{"plain error", errors.New("boom"), Response{Status: 500, Message: "boom"}},

@@ -1,0 +1,165 @@
+// Package config reads the gateway's settings. Every setting is a
+// command-line flag with an environment-variable twin named after it
+// (--inference-addr and TANDEM_INFERENCE_ADDR); a flag that is given wins over
+// its variable, and the variable over the named default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The defaults, shared with tests, the bench and compose (DESIGN.md).
+const (
+	DefaultHTTPAddr      = ":8000"
+	DefaultTransport     = "grpc"
+	DefaultInferenceAddr = "127.0.0.1:50051"
+	// DefaultTimeout bounds one call to the inference service.
+	DefaultTimeout = 10 * time.Second
+	// DefaultMaxBodyBytes admits a batch of thousands of digits as JSON.
+	DefaultMaxBodyBytes = 8 << 20
+	// DefaultMaxMessageBytes is the inference service's own default limit:
+	// the gateway must not send what the service would refuse.
+	DefaultMaxMessageBytes = 16 << 20
+
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	// DefaultShutdownTimeout fits in Kubernetes' default 30 s grace period.
+	DefaultShutdownTimeout = 20 * time.Second
+	DefaultLogLevel        = slog.LevelInfo
+
+	// EnvPrefix starts the name of every environment variable.
+	EnvPrefix = "TANDEM_"
+)
+
+// Transports lists the values --transport accepts.
+var Transports = []string{"grpc"}
+
+// Config is every setting of the gateway.
+type Config struct {
+	HTTPAddr        string
+	Transport       string
+	InferenceAddr   string
+	Timeout         time.Duration
+	MaxBodyBytes    int64
+	MaxMessageBytes int
+
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	ShutdownTimeout   time.Duration
+
+	LogLevel slog.Level
+}
+
+// Load parses args (without the program name) and fills what they leave out
+// from the environment through lookupEnv (os.LookupEnv in production). It
+// returns flag.ErrHelp after writing the usage to output when asked for help.
+func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(output)
+
+	fs.StringVar(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "host:port of the OIP REST listener")
+	fs.StringVar(&c.Transport, "transport", DefaultTransport, "how to reach the inference service: "+strings.Join(Transports, ", "))
+	fs.StringVar(&c.InferenceAddr, "inference-addr", DefaultInferenceAddr, "host:port of the inference service's OIP gRPC endpoint")
+	fs.DurationVar(&c.Timeout, "timeout", DefaultTimeout, "longest wait for one call to the inference service")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "largest request body accepted; larger ones get 413")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", DefaultMaxMessageBytes, "largest message sent to or received from the inference service; at most the service's own limit")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", DefaultReadHeaderTimeout, "time to read a request's headers (0: none)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", DefaultReadTimeout, "time to read a whole request (0: none)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", DefaultWriteTimeout, "time from the end of the headers to the end of the response (0: none); must exceed --timeout")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", DefaultIdleTimeout, "how long a keep-alive connection may wait for its next request (0: none)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long requests in flight get to finish after SIGTERM or SIGINT")
+	fs.TextVar(&c.LogLevel, "log-level", DefaultLogLevel, "`level`: debug, info, warn or error; requests are logged at debug, failed ones at info")
+
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + EnvName(f.Name) + ")" })
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := fillFromEnv(fs, lookupEnv); err != nil {
+		return Config{}, err
+	}
+	if err := c.validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// EnvName is the environment variable that stands in for a flag.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// fillFromEnv sets every flag not given on the command line from its
+// environment variable, when that is set.
+func fillFromEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		name := EnvName(f.Name)
+		if value, ok := lookupEnv(name); ok {
+			if err := fs.Set(f.Name, value); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, value, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("--http-addr is empty"))
+	}
+	if c.InferenceAddr == "" {
+		errs = append(errs, errors.New("--inference-addr is empty"))
+	}
+	if !slices.Contains(Transports, c.Transport) {
+		errs = append(errs, fmt.Errorf("--transport %q: expected one of %s", c.Transport, strings.Join(Transports, ", ")))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--timeout %v: must be positive", c.Timeout))
+	}
+	if c.MaxBodyBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--max-body-bytes %d: must be positive", c.MaxBodyBytes))
+	}
+	if c.MaxMessageBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--max-message-bytes %d: must be positive", c.MaxMessageBytes))
+	}
+	for _, d := range []struct {
+		flag  string
+		value time.Duration
+	}{
+		{"--read-header-timeout", c.ReadHeaderTimeout},
+		{"--read-timeout", c.ReadTimeout},
+		{"--write-timeout", c.WriteTimeout},
+		{"--idle-timeout", c.IdleTimeout},
+		{"--shutdown-timeout", c.ShutdownTimeout},
+	} {
+		if d.value < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must not be negative", d.flag, d.value))
+		}
+	}
+	// A response that waited the whole --timeout must still be writable.
+	if c.WriteTimeout > 0 && c.WriteTimeout <= c.Timeout {
+		errs = append(errs, fmt.Errorf("--write-timeout %v: must exceed --timeout %v, or be 0", c.WriteTimeout, c.Timeout))
+	}
+	return errors.Join(errs...)
+}

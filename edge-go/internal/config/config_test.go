@@ -1,0 +1,116 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	}
+}
+
+func TestLoad(t *testing.T) {
+	defaults := Config{
+		HTTPAddr:          ":8000",
+		Transport:         "grpc",
+		InferenceAddr:     "127.0.0.1:50051",
+		Timeout:           10 * time.Second,
+		MaxBodyBytes:      8 << 20,
+		MaxMessageBytes:   16 << 20,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ShutdownTimeout:   20 * time.Second,
+		LogLevel:          slog.LevelInfo,
+	}
+	with := func(change func(*Config)) Config {
+		c := defaults
+		change(&c)
+		return c
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want Config
+	}{
+		{"defaults", nil, nil, defaults},
+		{"flags", []string{"--http-addr", "127.0.0.1:9999", "--inference-addr=svc:1", "--timeout", "2s", "--max-body-bytes", "1024", "--log-level", "debug"}, nil,
+			with(func(c *Config) {
+				c.HTTPAddr, c.InferenceAddr, c.Timeout, c.MaxBodyBytes, c.LogLevel = "127.0.0.1:9999", "svc:1", 2*time.Second, 1024, slog.LevelDebug
+			})},
+		{"environment", nil, map[string]string{"TANDEM_INFERENCE_ADDR": "env:2", "TANDEM_SHUTDOWN_TIMEOUT": "3s", "TANDEM_LOG_LEVEL": "WARN", "TANDEM_MAX_MESSAGE_BYTES": "100"},
+			with(func(c *Config) {
+				c.InferenceAddr, c.ShutdownTimeout, c.LogLevel, c.MaxMessageBytes = "env:2", 3*time.Second, slog.LevelWarn, 100
+			})},
+		{"flag wins over environment", []string{"--inference-addr", "flag:1"}, map[string]string{"TANDEM_INFERENCE_ADDR": "env:2", "TANDEM_TIMEOUT": "1s"},
+			with(func(c *Config) { c.InferenceAddr, c.Timeout = "flag:1", time.Second })},
+		{"zero HTTP timeouts mean none", []string{"--write-timeout", "0", "--read-timeout", "0s", "--idle-timeout", "0"}, nil,
+			with(func(c *Config) { c.WriteTimeout, c.ReadTimeout, c.IdleTimeout = 0, 0, 0 })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Load(tt.args, env(tt.env), io.Discard)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("\n got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad flag value", []string{"--timeout", "soon"}, nil, `invalid value "soon" for flag -timeout`},
+		{"bad env value", nil, map[string]string{"TANDEM_TIMEOUT": "soon"}, `TANDEM_TIMEOUT="soon": parse error`},
+		{"unknown flag", []string{"--colour"}, nil, "flag provided but not defined: -colour"},
+		{"stray argument", []string{"serve"}, nil, `unexpected arguments: ["serve"]`},
+		{"unknown transport", []string{"--transport", "carrier-pigeon"}, nil, `--transport "carrier-pigeon": expected one of grpc`},
+		{"zero timeout", []string{"--timeout", "0"}, nil, "--timeout 0s: must be positive"},
+		{"zero body limit", nil, map[string]string{"TANDEM_MAX_BODY_BYTES": "0"}, "--max-body-bytes 0: must be positive"},
+		{"negative message limit", []string{"--max-message-bytes", "-1"}, nil, "--max-message-bytes -1: must be positive"},
+		{"negative idle timeout", []string{"--idle-timeout", "-1s"}, nil, "--idle-timeout -1s: must not be negative"},
+		{"write timeout below timeout", []string{"--timeout", "40s"}, nil, "--write-timeout 30s: must exceed --timeout 40s, or be 0"},
+		{"bad log level", []string{"--log-level", "loud"}, nil, `invalid value "loud" for flag -log-level`},
+		{"empty address", []string{"--inference-addr", ""}, nil, "--inference-addr is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.args, env(tt.env), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestHelpNamesEveryEnvironmentVariable(t *testing.T) {
+	var out strings.Builder
+	_, err := Load([]string{"-h"}, env(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("error = %v, want flag.ErrHelp", err)
+	}
+	for _, name := range []string{"TANDEM_HTTP_ADDR", "TANDEM_TRANSPORT", "TANDEM_INFERENCE_ADDR", "TANDEM_TIMEOUT",
+		"TANDEM_MAX_BODY_BYTES", "TANDEM_MAX_MESSAGE_BYTES", "TANDEM_READ_HEADER_TIMEOUT", "TANDEM_READ_TIMEOUT",
+		"TANDEM_WRITE_TIMEOUT", "TANDEM_IDLE_TIMEOUT", "TANDEM_SHUTDOWN_TIMEOUT", "TANDEM_LOG_LEVEL"} {
+		if !strings.Contains(out.String(), "(env "+name+")") {
+			t.Errorf("usage does not mention %s:\n%s", name, out.String())
+		}
+	}
+}

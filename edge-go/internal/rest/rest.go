@@ -1,0 +1,266 @@
+// Package rest serves the Open Inference Protocol's REST API (v2) over HTTP,
+// forwarding everything that concerns models to the inference service
+// through a transport.Transport.
+package rest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
+	"github.com/tandem-ml/tandem/edge-go/internal/restcodec"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+)
+
+// ServerName is what GET /v2 calls the gateway.
+const ServerName = "tandem"
+
+// Extensions lists the OIP extensions the gateway implements, for GET /v2.
+// binary_tensor_data joins it when the binary tensor extension is built.
+var Extensions = []string{}
+
+// headerBinaryLength marks a request body that carries binary tensor data
+// after its JSON header (OIP's binary tensor extension).
+const headerBinaryLength = "Inference-Header-Content-Length"
+
+// Config is what the handler needs.
+type Config struct {
+	Transport transport.Transport
+	Logger    *slog.Logger
+	// Version is the gateway's version, reported by GET /v2.
+	Version string
+	// MaxBodyBytes bounds a request body; a larger one gets 413.
+	MaxBodyBytes int64
+	// MaxMessageBytes bounds the encoded request sent to the inference
+	// service; a request that would exceed it gets 413 rather than reaching
+	// a service that would refuse it.
+	MaxMessageBytes int
+}
+
+// Handler serves the OIP REST API.
+type Handler struct {
+	cfg     Config
+	mux     *http.ServeMux
+	logged  http.Handler
+	metaRaw []byte // GET /v2 never changes: encoded once
+}
+
+// New returns the handler for every OIP REST route.
+func New(cfg Config) (*Handler, error) {
+	meta, err := restcodec.MarshalServerMetadata(&pb.ServerMetadataResponse{
+		Name: ServerName, Version: cfg.Version, Extensions: Extensions,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rest: encode server metadata: %w", err)
+	}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(), metaRaw: meta}
+	h.mux.HandleFunc("GET /v2", h.serverMetadata)
+	h.mux.HandleFunc("GET /v2/health/live", h.live)
+	h.mux.HandleFunc("GET /v2/health/ready", h.ready)
+	for _, model := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
+		h.mux.HandleFunc("GET "+model, h.modelMetadata)
+		h.mux.HandleFunc("GET "+model+"/ready", h.modelReady)
+		h.mux.HandleFunc("POST "+model+"/infer", h.infer)
+	}
+	h.logged = logRequests(cfg.Logger, http.HandlerFunc(h.route))
+	return h, nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.logged.ServeHTTP(w, r)
+}
+
+// route dispatches through the mux, and answers what has no route in JSON
+// too, so that every error a client sees has the same shape.
+func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := h.mux.Handler(r); pattern != "" {
+		h.mux.ServeHTTP(w, r)
+		return
+	}
+	// The mux knows whether the path exists for other methods (405, with an
+	// Allow header) or not at all (404): let it set status and headers.
+	probe := &statusOnlyWriter{header: w.Header()}
+	h.mux.ServeHTTP(probe, r)
+	msg := fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)
+	if probe.status == http.StatusMethodNotAllowed {
+		msg = fmt.Sprintf("method %s is not allowed for %s; allowed: %s", r.Method, r.URL.Path, w.Header().Get("Allow"))
+	}
+	writeJSONError(w, probe.status, msg)
+}
+
+func (h *Handler) serverMetadata(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, h.metaRaw)
+}
+
+// live answers for the gateway process alone: restarting the gateway would
+// not bring back an inference service that is down.
+func (h *Handler) live(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, []byte(`{"live":true}`))
+}
+
+// ready answers for the whole path: the gateway is ready when the service is.
+func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+	resp, err := h.cfg.Transport.ServerReady(r.Context(), &pb.ServerReadyRequest{})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if !resp.GetReady() {
+		writeJSONError(w, http.StatusServiceUnavailable, "the inference service is not ready")
+		return
+	}
+	writeJSON(w, http.StatusOK, []byte(`{"ready":true}`))
+}
+
+func (h *Handler) modelMetadata(w http.ResponseWriter, r *http.Request) {
+	resp, err := h.cfg.Transport.ModelMetadata(r.Context(), &pb.ModelMetadataRequest{
+		Name: r.PathValue("model"), Version: r.PathValue("version"),
+	})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	body, err := restcodec.MarshalModelMetadata(resp)
+	if err != nil {
+		writeError(w, r, fmt.Errorf("encode model metadata: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (h *Handler) modelReady(w http.ResponseWriter, r *http.Request) {
+	model, version := r.PathValue("model"), r.PathValue("version")
+	resp, err := h.cfg.Transport.ModelReady(r.Context(), &pb.ModelReadyRequest{Name: model, Version: version})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if !resp.GetReady() {
+		writeJSONError(w, http.StatusServiceUnavailable, fmt.Sprintf("model %q%s is not ready", model, versionSuffix(version)))
+		return
+	}
+	writeJSON(w, http.StatusOK, []byte(`{"ready":true}`))
+}
+
+func versionSuffix(version string) string {
+	if version == "" {
+		return ""
+	}
+	return fmt.Sprintf(" version %q", version)
+}
+
+func (h *Handler) infer(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(headerBinaryLength) != "" {
+		writeJSONError(w, http.StatusBadRequest, "binary tensor data ("+headerBinaryLength+") is not supported yet: send tensors as JSON data")
+		return
+	}
+	body, err := readBody(w, r, h.cfg.MaxBodyBytes)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	req, err := restcodec.DecodeInferRequest(body)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	req.ModelName, req.ModelVersion = r.PathValue("model"), r.PathValue("version")
+	if size := proto.Size(req); size > h.cfg.MaxMessageBytes {
+		writeError(w, r, fmt.Errorf("%w: its tensors take %d bytes, more than the %d the inference service accepts",
+			oiperr.ErrTooLarge, size, h.cfg.MaxMessageBytes))
+		return
+	}
+	resp, err := h.cfg.Transport.ModelInfer(r.Context(), req)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	// JSON numbers take about three times the bytes of raw float32s.
+	out, err := restcodec.AppendInferResponse(make([]byte, 0, 256+3*rawSize(resp)), resp)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func rawSize(resp *pb.ModelInferResponse) int {
+	n := 0
+	for _, raw := range resp.GetRawOutputContents() {
+		n += len(raw)
+	}
+	return n
+}
+
+// readBody reads the whole request body, refusing one over limit: at once
+// when Content-Length says so, else as soon as the limit is passed.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength < 0 {
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return nil, fmt.Errorf("read request body: %w", err)
+		}
+		return b, nil
+	}
+	// The length is known and within the limit: one allocation, no regrowth.
+	b := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, fmt.Errorf("read request body: %w", err)
+	}
+	return b, nil
+}
+
+// writeError answers with the status and message oiperr maps err to. A
+// client that went away gets nothing, but its request is logged as 499.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	resp := oiperr.FromError(err)
+	if resp.Status == oiperr.StatusClientClosedRequest {
+		noteStatus(w, resp.Status, resp.Message)
+		return
+	}
+	if resp.RetryAfter != "" {
+		w.Header().Set("Retry-After", resp.RetryAfter)
+	}
+	writeJSONError(w, resp.Status, resp.Message)
+}
+
+// writeJSONError writes the OIP REST error body, {"error": "..."}.
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // messages quote JSON and shapes; keep them legible
+	_ = enc.Encode(struct {
+		Error string `json:"error"`
+	}{msg}) // a struct of one string always encodes
+	noteStatus(w, status, msg)
+	writeJSON(w, status, bytes.TrimSuffix(b.Bytes(), []byte("\n")))
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body) // a failed write means the client left; nothing to tell it
+}
+
+// statusOnlyWriter keeps the status and headers a handler sets and drops its
+// body.
+type statusOnlyWriter struct {
+	header http.Header
+	status int
+}
+
+func (w *statusOnlyWriter) Header() http.Header         { return w.header }
+func (w *statusOnlyWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *statusOnlyWriter) WriteHeader(status int)      { w.status = status }
