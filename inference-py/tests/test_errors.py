@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from tandem_inference import errors
+
+# DESIGN.md's table: the one mapping every front door uses.
+TABLE = [
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, 400),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND, 404),
+    (errors.TooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE, 503),
+    (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+    (errors.Internal, grpc.StatusCode.INTERNAL, 500),
+    (errors.ModelConfigError, grpc.StatusCode.INTERNAL, 500),
+    (errors.TandemError, grpc.StatusCode.INTERNAL, 500),
+]
+
+
+@pytest.mark.parametrize(("cls", "status", "code"), TABLE)
+def test_status_codes(cls: type[errors.TandemError], status: grpc.StatusCode, code: int) -> None:
+    err = cls("what went wrong")
+    assert (err.grpc_status, err.code, err.message, str(err)) == (
+        status,
+        code,
+        "what went wrong",
+        "what went wrong",
+    )
+
+
+def test_every_error_class_is_in_the_table() -> None:
+    declared = {
+        c
+        for c in vars(errors).values()
+        if isinstance(c, type) and issubclass(c, errors.TandemError)
+    }
+    assert declared == {row[0] for row in TABLE}
