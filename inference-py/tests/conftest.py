@@ -1,0 +1,54 @@
+"""Shared fixtures: a model repository built for this test session, and the service over it.
+
+The repository is built into a temporary folder from the committed configs in
+models/ (training takes a couple of seconds), so the suite needs no earlier
+`build-models` and never reads artifacts that an older build left behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tandem_inference.config import CONFIG_FILENAME
+from tandem_inference.dataset import heldout
+from tandem_inference.repository import ModelRepository
+from tandem_inference.train import build_models
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def copy_configs(destination: Path) -> Path:
+    """The committed model folders, configs only, under `destination`."""
+    for config in MODELS.glob(f"*/{CONFIG_FILENAME}"):
+        (destination / config.parent.name).mkdir(parents=True)
+        shutil.copy(config, destination / config.parent.name / CONFIG_FILENAME)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def committed_models() -> Path:
+    """The repository's models/ folder: configs, and artifacts only if built."""
+    return MODELS
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = copy_configs(tmp_path_factory.mktemp("models"))
+    assert build_models(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def repository(model_repository: Path) -> ModelRepository:
+    repo = ModelRepository(model_repository)
+    repo.load()
+    return repo
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    return heldout()
