@@ -16,6 +16,7 @@ import pytest
 from tandem_inference.config import CONFIG_FILENAME
 from tandem_inference.dataset import heldout
 from tandem_inference.repository import ModelRepository
+from tandem_inference.service import InferenceService
 from tandem_inference.train import build_models
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -47,6 +48,11 @@ def repository(model_repository: Path) -> ModelRepository:
     repo = ModelRepository(model_repository)
     repo.load()
     return repo
+
+
+@pytest.fixture(scope="session")
+def service(repository: ModelRepository) -> InferenceService:
+    return InferenceService(repository)
 
 
 @pytest.fixture(scope="session")
