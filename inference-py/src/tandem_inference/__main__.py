@@ -1,0 +1,7 @@
+"""`python -m tandem_inference`."""
+
+import sys
+
+from tandem_inference.cli import main
+
+sys.exit(main())

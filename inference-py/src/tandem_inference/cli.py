@@ -1,0 +1,56 @@
+"""The `tandem-inference` command: `serve` and `build-models`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from tandem_inference import __version__, logs
+from tandem_inference.app import serve
+from tandem_inference.errors import TandemError
+from tandem_inference.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+log = logging.getLogger("tandem_inference")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tandem-inference", description="Tandem's Python inference service (OIP v2)."
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the model repository over OIP v2 gRPC")
+    Settings.add_arguments(serve)
+    build = commands.add_parser(
+        "build-models", help="train the digits MLP and write it for both backends"
+    )
+    Settings.add_arguments(build, only=("model_repository", "log_level"))
+    build.add_argument("--force", action="store_true", help="rebuild even when the artifacts exist")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_args(args)
+    except SettingsError as err:
+        parser.error(str(err))
+    logs.configure(settings.log_level)
+    try:
+        if args.command == "serve":
+            asyncio.run(serve(settings))
+        else:
+            # Imported here: training needs torch, which serving ONNX models does not.
+            from tandem_inference.train import build_models  # noqa: PLC0415
+
+            build_models(settings.model_repository, force=args.force)
+    except TandemError as err:
+        log.error(err.message, extra={"error": type(err).__name__})
+        return 1
+    return 0

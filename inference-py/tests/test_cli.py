@@ -1,0 +1,99 @@
+"""`tandem-inference` as a process: serve until SIGTERM, exit 0, log JSON lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+COMMAND = [sys.executable, "-m", "tandem_inference"]
+
+
+def clean_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def wait_for_port(proc: subprocess.Popen[str], timeout: float = 30) -> int:
+    """The port from the "grpc listening" log line (the server binds port 0)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        entry = json.loads(line)
+        if entry["msg"] == "grpc listening":
+            return int(entry["port"])
+    raise AssertionError(f"no listening line; exit code {proc.poll()}")
+
+
+def wait_serving(port: int, timeout: float = 30) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                return
+            time.sleep(0.05)
+    raise AssertionError("never SERVING")
+
+
+def test_serve_until_sigterm(model_repository: Path) -> None:
+    proc = subprocess.Popen(
+        [*COMMAND, "serve", "--model-repository", str(model_repository)],
+        env={**clean_environ(), "TANDEM_GRPC_ADDR": "127.0.0.1:0"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_serving(wait_for_port(proc))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    messages = [entry["msg"] for entry in json_lines(err)]
+    assert messages[-3:] == ["ready", "stopping", "grpc stopped"]
+
+
+def test_unusable_repository_exits_1_with_a_json_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*COMMAND, "serve", "--model-repository", str(tmp_path), "--grpc-addr", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        env=clean_environ(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    (entry,) = json_lines(result.stderr)
+    assert entry["level"] == "error"
+    assert entry["error"] == "ModelConfigError"
+    assert entry["msg"] == f"model repository {tmp_path} holds no <model>/config.toml"
+
+
+def test_bad_flag_value_exits_2() -> None:
+    result = subprocess.run(
+        [*COMMAND, "serve", "--log-level", "loud"],
+        capture_output=True,
+        text=True,
+        env=clean_environ(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--log-level='loud'" in result.stderr

@@ -1,0 +1,185 @@
+"""The gRPC front door on a real grpc.aio server on a free port, through the generated stub."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tandem_inference import codec
+from tandem_inference.backends import Backend
+from tandem_inference.config import ModelConfig
+from tandem_inference.grpc_server import SERVICE_NAME, GrpcServer
+from tandem_inference.pb import grpc_service_pb2 as pb
+from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
+from tandem_inference.repository import ModelRepository
+from tandem_inference.service import SERVER_NAME, InferenceService
+from tandem_inference.settings import Settings
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Client:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.oip: Any = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.health = health_pb2_grpc.HealthStub(channel)
+
+    async def status(self, service: str = "") -> int:
+        response = await self.health.Check(health_pb2.HealthCheckRequest(service=service))
+        return int(response.status)
+
+
+async def started(service: InferenceService, *, serving: bool) -> tuple[GrpcServer, int]:
+    server = GrpcServer(service, Settings(grpc_addr="127.0.0.1:0", shutdown_grace_s=1.0))
+    port = await server.start()
+    assert port > 0
+    if serving:
+        await server.set_serving(serving=True)
+    return server, port
+
+
+@pytest_asyncio.fixture(scope="module")
+async def client(service: InferenceService) -> AsyncIterator[Client]:
+    server, port = await started(service, serving=True)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield Client(channel)
+    await server.stop()
+
+
+async def test_server_live_ready_metadata(client: Client) -> None:
+    assert (await client.oip.ServerLive(pb.ServerLiveRequest())).live
+    assert (await client.oip.ServerReady(pb.ServerReadyRequest())).ready
+    meta = await client.oip.ServerMetadata(pb.ServerMetadataRequest())
+    assert meta.name == SERVER_NAME
+
+
+@pytest.mark.parametrize("model", ["digits", "digits-torch"])
+async def test_model_ready_metadata_infer(client: Client, model: str, digits: Any) -> None:
+    assert (await client.oip.ModelReady(pb.ModelReadyRequest(name=model, version="1"))).ready
+    meta = await client.oip.ModelMetadata(pb.ModelMetadataRequest(name=model))
+    assert (meta.name, list(meta.versions)) == (model, ["1"])
+
+    pixels, labels = digits
+    request = pb.ModelInferRequest(
+        model_name=model,
+        id="abc",
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=[64, 64])
+        ],
+        raw_input_contents=[codec.encode_raw(pixels[:64])],
+    )
+    response = await client.oip.ModelInfer(request)
+    assert (response.model_name, response.model_version, response.id) == (model, "1", "abc")
+    (out,) = response.outputs
+    got = codec.decode_raw("output", out.datatype, out.shape, response.raw_output_contents[0])
+    assert (got.argmax(axis=1) == labels[:64]).mean() >= 0.9
+
+
+async def test_health(client: Client) -> None:
+    assert await client.status() == SERVING
+    assert await client.status(SERVICE_NAME) == SERVING
+    assert SERVICE_NAME == "inference.GRPCInferenceService"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.status("no.such.Service")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("rpc", "request_", "code", "details"),
+    [
+        (
+            "ModelInfer",
+            pb.ModelInferRequest(model_name="nope"),
+            grpc.StatusCode.NOT_FOUND,
+            'model "nope" not found; models: digits, digits-torch',
+        ),
+        (
+            "ModelReady",
+            pb.ModelReadyRequest(name="digits", version="7"),
+            grpc.StatusCode.NOT_FOUND,
+            'model "digits" has no version "7"; versions: 1',
+        ),
+        (
+            "ModelMetadata",
+            pb.ModelMetadataRequest(name="nope"),
+            grpc.StatusCode.NOT_FOUND,
+            'model "nope" not found; models: digits, digits-torch',
+        ),
+        (
+            "ModelInfer",
+            pb.ModelInferRequest(
+                model_name="digits",
+                inputs=[
+                    pb.ModelInferRequest.InferInputTensor(
+                        name="pixels", datatype="FP32", shape=[129, 64]
+                    )
+                ],
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            'input "pixels": batch of 129 exceeds the model\'s max_batch_size 128',
+        ),
+    ],
+)
+async def test_errors_become_status_codes(
+    client: Client, rpc: str, request_: Any, code: grpc.StatusCode, details: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await getattr(client.oip, rpc)(request_)
+    assert (caught.value.code(), caught.value.details()) == (code, details)
+
+
+async def test_health_follows_readiness_and_shutdown(service: InferenceService) -> None:
+    server, port = await started(service, serving=False)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        client = Client(channel)
+        assert await client.status() == NOT_SERVING
+        assert await client.status(SERVICE_NAME) == NOT_SERVING
+        await server.set_serving(serving=True)
+        assert await client.status(SERVICE_NAME) == SERVING
+        await server.stop()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.oip.ServerLive(pb.ServerLiveRequest(), timeout=2)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+class FailingRunner:
+    """A runner with a bug in it: the front door must answer INTERNAL, not UNKNOWN."""
+
+    async def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise RuntimeError("a bug")
+
+
+async def test_unexpected_errors_are_internal(
+    model_repository: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(backend: Backend, config: ModelConfig) -> FailingRunner:
+        return FailingRunner()
+
+    repo = ModelRepository(model_repository, runner_factory=broken)
+    repo.load()
+    server, port = await started(InferenceService(repo), serving=True)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            request = pb.ModelInferRequest(
+                model_name="digits",
+                inputs=[
+                    pb.ModelInferRequest.InferInputTensor(
+                        name="pixels", datatype="FP32", shape=[1, 64]
+                    )
+                ],
+                raw_input_contents=[bytes(256)],
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await Client(channel).oip.ModelInfer(request)
+    finally:
+        await server.stop()
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == "internal error; see the service's log"
+    assert any(r.exc_info and "a bug" in str(r.exc_info[1]) for r in caplog.records)
