@@ -27,7 +27,8 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status),
-			slog.Duration("duration", time.Since(start)),
+			// Milliseconds read at a glance; slog's Duration writes nanoseconds.
+			slog.Float64("duration_ms", float64(time.Since(start))/float64(time.Millisecond)),
 		}
 		// The mux filled the path values in on this same request.
 		if model := r.PathValue("model"); model != "" {

@@ -52,7 +52,7 @@ func (w *walker) flat(count int) error {
 		}
 	}
 	if n != count {
-		return fmt.Errorf("data holds %d elements, shape %s holds %d", n, formatShape(w.shape), count)
+		return fmt.Errorf("data holds %s, shape %s holds %d", elements(n), formatShape(w.shape), count)
 	}
 	return nil
 }
@@ -67,7 +67,7 @@ func (w *walker) nested(dim int) error {
 	} else {
 		for more := true; more; more = w.s.more() {
 			if int64(n) == want {
-				return fmt.Errorf("%s holds more than %d elements, as shape %s wants", w.where(dim), want, formatShape(w.shape))
+				return fmt.Errorf("%s holds more than %s, as shape %s wants", w.where(dim), elements(int(want)), formatShape(w.shape))
 			}
 			w.path[dim] = n
 			if last {
@@ -87,7 +87,7 @@ func (w *walker) nested(dim int) error {
 		}
 	}
 	if int64(n) != want {
-		return fmt.Errorf("%s holds %d elements, shape %s wants %d", w.where(dim), n, formatShape(w.shape), want)
+		return fmt.Errorf("%s holds %s, shape %s wants %d", w.where(dim), elements(n), formatShape(w.shape), want)
 	}
 	return nil
 }
@@ -158,12 +158,17 @@ func (s *scanner) element() element {
 	case '[', '{':
 		s.skipComposite()
 	default:
-		for s.i < len(s.b) && strings.IndexByte("+-0123456789.eE", s.b[s.i]) >= 0 {
+		for s.i < len(s.b) && isNumberByte(s.b[s.i]) {
 			s.i++
 		}
 		kind = 'n'
 	}
 	return element{kind: kind, text: s.b[start:s.i]}
+}
+
+// isNumberByte reports whether c can stand in a JSON number.
+func isNumberByte(c byte) bool {
+	return '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }
 
 // skipComposite consumes an array or object, strings within it included.
@@ -197,6 +202,14 @@ func endOfString(b []byte, i int) int {
 		}
 	}
 	return len(b)
+}
+
+// elements counts elements in words: "1 element", "2 elements".
+func elements(n int) string {
+	if n == 1 {
+		return "1 element"
+	}
+	return strconv.Itoa(n) + " elements"
 }
 
 // formatShape writes a shape as a JSON array, as clients write it.

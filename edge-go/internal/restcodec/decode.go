@@ -111,13 +111,12 @@ func decodeInput(in *inputTensor) (*pb.ModelInferRequest_InferInputTensor, []byt
 		return nil, nil, fmt.Errorf("data is %s, expected an array", s.element().describe())
 	}
 	// Every element takes at least one byte and a separator, so data of n
-	// bytes holds at most (n-1)/2 elements. Checking the claimed shape against
-	// that before allocating keeps a shape like [1e12] from costing memory: the
-	// allocation below is bounded by a few times the body size.
-	if most := (len(in.Data) - 1) / 2; count > most {
-		return nil, nil, fmt.Errorf("shape %s holds %d elements, more than its data (%d bytes) can hold", formatShape(in.Shape), count, len(in.Data))
-	}
-	capacity := count * dt.size
+	// bytes holds at most (n-1)/2 elements. Sizing the buffer for no more than
+	// that keeps a claimed shape like [1e12] from costing memory: the data is
+	// scanned as usual, finds too few elements, and says so; the buffer only
+	// ever grows with elements that are really there.
+	elems := min(count, (len(in.Data)-1)/2)
+	capacity := elems * dt.size
 	if dt.size == 0 {
 		capacity = len(in.Data) // BYTES: lengths and bytes are never longer than the JSON
 	}
