@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tandem_inference import codec
 from tandem_inference.backends import Backend
 from tandem_inference.config import ModelConfig
+from tandem_inference.errors import Unavailable
 from tandem_inference.grpc_server import SERVICE_NAME, GrpcServer
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
@@ -183,3 +184,13 @@ async def test_unexpected_errors_are_internal(
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert caught.value.details() == "internal error; see the service's log"
     assert any(r.exc_info and "a bug" in str(r.exc_info[1]) for r in caplog.records)
+
+
+async def test_an_address_in_use_is_unavailable(service: InferenceService) -> None:
+    first, port = await started(service, serving=False)
+    try:
+        second = GrpcServer(service, Settings(grpc_addr=f"127.0.0.1:{port}"))
+        with pytest.raises(Unavailable, match=f"127.0.0.1:{port}"):
+            await second.start()
+    finally:
+        await first.stop()

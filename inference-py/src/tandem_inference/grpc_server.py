@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from tandem_inference.errors import TandemError
+from tandem_inference.errors import TandemError, Unavailable
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
 
@@ -106,6 +106,9 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
+                # gRPC's default SO_REUSEPORT would let a second instance bind the same
+                # port and silently take half the calls; failing to start is clearer.
+                ("grpc.so_reuseport", 0),
             ]
         )
         # The generated module has no stubs; its .pyi files cover the messages only.
@@ -115,8 +118,13 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
 
     async def start(self) -> int:
-        """Listen on settings.grpc_addr, not yet serving; returns the bound port."""
-        port = self._server.add_insecure_port(self._settings.grpc_addr)
+        """Listen on settings.grpc_addr, not yet serving; returns the bound port.
+
+        Unavailable when the address cannot be bound."""
+        try:
+            port = self._server.add_insecure_port(self._settings.grpc_addr)
+        except RuntimeError as err:
+            raise Unavailable(str(err)) from err
         await self.set_serving(serving=False)
         await self._server.start()
         log.info("grpc listening", extra={"addr": self._settings.grpc_addr, "port": port})
