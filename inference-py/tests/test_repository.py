@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +120,22 @@ async def test_direct_runner_returns_the_backend_outputs(repository: ModelReposi
     loaded = repository.resolve("digits")
     out = await loaded.runner.infer({"pixels": np.zeros((2, 64), dtype=np.float32)})
     assert out["probabilities"].shape == (2, 10)
+
+
+def test_onnx_models_are_served_without_importing_torch(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    root = onnx_only(model_repository, tmp_path)
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tandem_inference.repository import ModelRepository\n"
+        "from tandem_inference.service import InferenceService\n"
+        "from tandem_inference.grpc_server import GrpcServer\n"
+        f"ModelRepository(Path({str(root)!r})).load()\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr

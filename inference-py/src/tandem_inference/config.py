@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from tandem_inference import codec
+from tandem_inference.backends import BACKEND_NAMES
 from tandem_inference.errors import InvalidArgument, ModelConfigError
 
 CONFIG_FILENAME = "config.toml"
-BACKENDS = ("onnxruntime", "pytorch")
 _KEYS = {
     "name",
     "backend",
@@ -103,8 +103,8 @@ def _parse(raw: dict[str, Any], folder: str) -> ModelConfig:
     if name != folder:
         raise ValueError(f'name "{name}" differs from the folder\'s name "{folder}"')
     backend = _str(raw, "backend")
-    if backend not in BACKENDS:
-        raise ValueError(f'backend "{backend}" is not one of {", ".join(BACKENDS)}')
+    if backend not in BACKEND_NAMES:
+        raise ValueError(f'backend "{backend}" is not one of {", ".join(BACKEND_NAMES)}')
     max_batch_size = raw.get("max_batch_size", 0)
     if not isinstance(max_batch_size, int) or max_batch_size < 0:
         raise ValueError("max_batch_size must be an integer >= 0")

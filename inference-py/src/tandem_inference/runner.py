@@ -37,8 +37,9 @@ class DirectRunner:
     """
 
     def __init__(self, backend: Backend, config: ModelConfig) -> None:
+        # `config` is part of the factory's signature for runners that need it
+        # (a batcher needs max_batch_size); running inline needs only the backend.
         self._backend = backend
-        self.config = config
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._backend.run(inputs)

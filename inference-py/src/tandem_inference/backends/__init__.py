@@ -11,13 +11,14 @@ import importlib
 from tandem_inference.backends.base import Backend
 from tandem_inference.errors import ModelConfigError
 
-__all__ = ["Backend", "backend_class"]
+__all__ = ["BACKEND_NAMES", "Backend", "backend_class"]
 
 # backend name in config.toml -> "module:class"
 _BACKENDS = {
     "onnxruntime": "tandem_inference.backends.onnxruntime:OnnxRuntimeBackend",
     "pytorch": "tandem_inference.backends.pytorch:PyTorchBackend",
 }
+BACKEND_NAMES = tuple(_BACKENDS)
 
 
 def backend_class(name: str) -> type[Backend]:
