@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"google.golang.org/protobuf/proto"
 
@@ -22,15 +23,15 @@ import (
 // ServerName is what GET /v2 calls the gateway.
 const ServerName = "tandem"
 
-// Extensions lists the OIP extensions the gateway implements, for GET /v2.
+// extensions lists the OIP extensions the gateway implements, for GET /v2.
 // binary_tensor_data joins it when the binary tensor extension is built.
-var Extensions = []string{}
+var extensions = []string{}
 
 // headerBinaryLength marks a request body that carries binary tensor data
 // after its JSON header (OIP's binary tensor extension).
 const headerBinaryLength = "Inference-Header-Content-Length"
 
-// Config is what the handler needs.
+// Config is what the handler needs; every field must be set.
 type Config struct {
 	Transport transport.Transport
 	Logger    *slog.Logger
@@ -55,7 +56,7 @@ type Handler struct {
 // New returns the handler for every OIP REST route.
 func New(cfg Config) (*Handler, error) {
 	meta, err := restcodec.MarshalServerMetadata(&pb.ServerMetadataResponse{
-		Name: ServerName, Version: cfg.Version, Extensions: Extensions,
+		Name: ServerName, Version: cfg.Version, Extensions: extensions,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rest: encode server metadata: %w", err)
@@ -249,7 +250,7 @@ func writeJSONError(w http.ResponseWriter, status int, msg string) {
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body) // a failed write means the client left; nothing to tell it
 }
