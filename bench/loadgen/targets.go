@@ -1,0 +1,214 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+)
+
+// The model's tensor names; the same for digits and digits-torch.
+const (
+	inputName  = "pixels"
+	outputName = "probabilities"
+)
+
+// A target is one scenario made ready for vegeta: the request it repeats and the
+// client that carries it. Every transport goes through vegeta's attacker, so every
+// scenario is paced, numbered and timed by the same code.
+type target struct {
+	name    string
+	request vegeta.Target
+	client  *http.Client
+	close   func() error
+}
+
+// transports builds a target per scenario kind. A NATS request/reply mode plugs in
+// here the way grpc does: a RoundTripper that sends the protobuf request to the
+// worker subject with nats.go's Request.
+var transports = map[string]func(Plan, ScenarioSpec) (*target, error){
+	"rest-json":   restJSON,
+	"rest-binary": restBinary,
+	"grpc":        grpcInfer,
+}
+
+func newTarget(p Plan, s ScenarioSpec) (*target, error) {
+	t, err := transports[s.Kind](p, s)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", s.Name, err)
+	}
+	t.name = s.Name
+	return t, nil
+}
+
+// attacker returns a vegeta attacker for one step. Attackers stop for good after one
+// attack, but the client, and so its connections, lives as long as the target.
+func (t *target) attacker(p Plan, workers, maxWorkers uint64) *vegeta.Attacker {
+	return vegeta.NewAttacker(
+		vegeta.Workers(workers),
+		vegeta.MaxWorkers(maxWorkers),
+		vegeta.Client(t.client),
+		vegeta.Timeout(seconds(p.TimeoutS)),
+		vegeta.MaxBody(0), // the status is enough; reading bodies in would only cost the driver
+	)
+}
+
+// batch is the plan's digit repeated Batch times: the [Batch, 64] input.
+func (p Plan) batch() []float32 {
+	rows := make([]float32, 0, p.Batch*len(p.Pixels))
+	for range p.Batch {
+		rows = append(rows, p.Pixels...)
+	}
+	return rows
+}
+
+func (p Plan) shape() []int64 { return []int64{int64(p.Batch), int64(len(p.Pixels))} }
+
+func (p Plan) rawInput() []byte {
+	rows := p.batch()
+	raw := make([]byte, 4*len(rows))
+	for i, v := range rows {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	return raw
+}
+
+func inferURL(base, model string) string { return base + "/v2/models/" + model + "/infer" }
+
+// restClient keeps up to maxInFlight HTTP/1.1 keep-alive connections, one per
+// request in flight, as a fleet of ordinary clients would.
+func restClient(p Plan) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: p.MaxInFlight,
+		MaxConnsPerHost:     p.MaxInFlight,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}}
+}
+
+type jsonTensor struct {
+	Name       string         `json:"name"`
+	Shape      []int64        `json:"shape,omitempty"`
+	Datatype   string         `json:"datatype,omitempty"`
+	Parameters map[string]any `json:"parameters,omitempty"`
+	Data       []float32      `json:"data,omitempty"`
+}
+
+type jsonRequest struct {
+	Inputs  []jsonTensor `json:"inputs"`
+	Outputs []jsonTensor `json:"outputs,omitempty"`
+}
+
+func restJSON(p Plan, s ScenarioSpec) (*target, error) {
+	body, err := json.Marshal(jsonRequest{Inputs: []jsonTensor{
+		{Name: inputName, Shape: p.shape(), Datatype: "FP32", Data: p.batch()},
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("encode JSON request: %w", err)
+	}
+	client := restClient(p)
+	return &target{
+		request: vegeta.Target{
+			Method: http.MethodPost,
+			URL:    inferURL(s.Target, p.Model),
+			Body:   body,
+			Header: http.Header{"Content-Type": {"application/json"}},
+		},
+		client: client,
+		close:  func() error { client.CloseIdleConnections(); return nil },
+	}, nil
+}
+
+// restBinary speaks OIP's binary tensor extension: a JSON header whose length is in
+// Inference-Header-Content-Length, then the raw tensor, whose length the header gives
+// as binary_data_size; the output is asked for in binary too.
+func restBinary(p Plan, s ScenarioSpec) (*target, error) {
+	raw := p.rawInput()
+	header, err := json.Marshal(jsonRequest{
+		Inputs: []jsonTensor{{
+			Name: inputName, Shape: p.shape(), Datatype: "FP32",
+			Parameters: map[string]any{"binary_data_size": len(raw)},
+		}},
+		Outputs: []jsonTensor{{Name: outputName, Parameters: map[string]any{"binary_data": true}}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode binary request header: %w", err)
+	}
+	client := restClient(p)
+	return &target{
+		request: vegeta.Target{
+			Method: http.MethodPost,
+			URL:    inferURL(s.Target, p.Model),
+			Body:   append(header, raw...),
+			Header: http.Header{
+				"Content-Type":                    {"application/octet-stream"},
+				"Inference-Header-Content-Length": {strconv.Itoa(len(header))},
+			},
+		},
+		client: client,
+		close:  func() error { client.CloseIdleConnections(); return nil },
+	}, nil
+}
+
+// grpcInfer calls ModelInfer with the generated stubs over s.Conns connections.
+func grpcInfer(p Plan, s ScenarioSpec) (*target, error) {
+	rt := &grpcRoundTripper{req: &inferencepb.ModelInferRequest{
+		ModelName: p.Model,
+		Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{
+			{Name: inputName, Datatype: "FP32", Shape: p.shape()},
+		},
+		RawInputContents: [][]byte{p.rawInput()},
+	}}
+	conns := make([]*grpc.ClientConn, max(s.Conns, 1))
+	for i := range conns {
+		conn, err := grpc.NewClient(s.Target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", s.Target, err)
+		}
+		conns[i] = conn
+		rt.clients = append(rt.clients, inferencepb.NewGRPCInferenceServiceClient(conn))
+	}
+	return &target{
+		request: vegeta.Target{Method: http.MethodPost, URL: "grpc://" + s.Target + "/ModelInfer"},
+		client:  &http.Client{Transport: rt},
+		close: func() error {
+			var first error
+			for _, c := range conns {
+				if err := c.Close(); err != nil && first == nil {
+					first = err
+				}
+			}
+			return first
+		},
+	}, nil
+}
+
+// grpcRoundTripper carries vegeta's hits as ModelInfer calls instead of HTTP:
+// vegeta has no gRPC client, but it calls whatever http.Client it is given, so
+// gRPC is paced and timed by the same attacker as REST. The request's context
+// carries vegeta's timeout.
+type grpcRoundTripper struct {
+	clients []inferencepb.GRPCInferenceServiceClient
+	next    atomic.Uint64
+	req     *inferencepb.ModelInferRequest // read-only: concurrent marshalling is safe
+}
+
+func (g *grpcRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	c := g.clients[g.next.Add(1)%uint64(len(g.clients))]
+	if _, err := c.ModelInfer(r.Context(), g.req); err != nil {
+		return nil, fmt.Errorf("ModelInfer: %w", err)
+	}
+	return &http.Response{
+		Status: "200 OK", StatusCode: http.StatusOK, Proto: "gRPC",
+		Header: http.Header{}, Body: http.NoBody, Request: r,
+	}, nil
+}

@@ -1,0 +1,170 @@
+"""Locust users for Tandem: closed-loop load over each path to the model.
+
+Name the user classes to run; all of them run otherwise:
+
+    locust -f bench/locustfile.py --headless --processes -1 -u 64 -r 64 -t 60s \\
+        --csv bench/scratch/locust --html bench/scratch/locust.html GatewayRestJson
+
+| class | path |
+| --- | --- |
+| GatewayRestJson | gateway, OIP REST with JSON tensors |
+| GatewayRestBinary | gateway, OIP REST with the binary tensor extension |
+| GatewayGrpc | gateway, OIP gRPC at the edge |
+| PythonGrpc | the Python service's OIP gRPC, directly |
+| BaselineRest | the all-Python baseline (bench/baseline/server.py) |
+
+Where each one connects comes from the environment, defaulting to DESIGN.md's ports:
+TANDEM_BENCH_GATEWAY_URL, TANDEM_BENCH_GATEWAY_GRPC, TANDEM_BENCH_PYTHON_GRPC,
+TANDEM_BENCH_BASELINE_URL. `python bench/run.py --locust` starts everything on free
+ports and sets them. Locust is closed loop (each user waits for its answer), so its
+figures are throughput at a concurrency; bench/loadgen measures capacity open loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import grpc
+import grpc.experimental.gevent as grpc_gevent
+import numpy as np
+from locust import User, constant, task
+from locust.contrib.fasthttp import FastHttpUser
+from sklearn.datasets import load_digits
+from tandem_inference.pb import grpc_service_pb2 as pb
+from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
+
+# gRPC's C core blocks the thread while it waits; under gevent that would stall every
+# user in the process. This makes it yield to the gevent loop instead.
+grpc_gevent.init_gevent()
+
+MODEL = os.environ.get("TANDEM_BENCH_MODEL", "digits")
+INFER_PATH = f"/v2/models/{MODEL}/infer"
+# One real digit, pixel values 0-16 as the model expects; the same in every request.
+PIXELS = np.asarray(load_digits().data[0], dtype=np.float32).reshape(1, 64)
+
+JSON_BODY = json.dumps(
+    {
+        "inputs": [
+            {
+                "name": "pixels",
+                "shape": [1, 64],
+                "datatype": "FP32",
+                "data": PIXELS.ravel().tolist(),
+            }
+        ]
+    }
+)
+
+
+def _binary_request() -> tuple[bytes, dict[str, str]]:
+    """OIP's binary tensor extension: a JSON header, then the raw little-endian tensor."""
+    raw = PIXELS.astype("<f4").tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "pixels",
+                    "shape": [1, 64],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(header)),
+    }
+    return header + raw, headers
+
+
+BINARY_BODY, BINARY_HEADERS = _binary_request()
+
+GRPC_REQUEST = pb.ModelInferRequest(
+    model_name=MODEL,
+    inputs=[pb.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=[1, 64])],
+    raw_input_contents=[PIXELS.astype("<f4").tobytes()],
+)
+
+
+class GatewayRestJson(FastHttpUser):
+    host = os.environ.get("TANDEM_BENCH_GATEWAY_URL", "http://127.0.0.1:8000")
+    wait_time = constant(0)
+
+    @task
+    def infer(self) -> None:
+        self.client.post(
+            INFER_PATH, data=JSON_BODY, headers={"Content-Type": "application/json"}, name="infer"
+        )
+
+
+class GatewayRestBinary(FastHttpUser):
+    host = os.environ.get("TANDEM_BENCH_GATEWAY_URL", "http://127.0.0.1:8000")
+    wait_time = constant(0)
+
+    @task
+    def infer(self) -> None:
+        # Locust annotates data as str, but sends bytes as they are (see its docstring).
+        self.client.post(INFER_PATH, data=BINARY_BODY, headers=BINARY_HEADERS, name="infer")  # type: ignore[arg-type]
+
+
+class BaselineRest(FastHttpUser):
+    host = os.environ.get("TANDEM_BENCH_BASELINE_URL", "http://127.0.0.1:8080")
+    wait_time = constant(0)
+
+    @task
+    def infer(self) -> None:
+        self.client.post(
+            INFER_PATH, data=JSON_BODY, headers={"Content-Type": "application/json"}, name="infer"
+        )
+
+
+class GrpcUser(User):
+    """ModelInfer over one channel per user, reported to Locust as request events."""
+
+    abstract = True
+    wait_time = constant(0)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 (Locust's signature)
+        super().__init__(*args, **kwargs)
+        self.channel: grpc.Channel | None = None
+        self.stub: Any = None
+
+    def on_start(self) -> None:
+        assert self.host, "no gRPC address"
+        self.channel = grpc.insecure_channel(self.host)
+        self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)  # type: ignore[no-untyped-call]
+
+    def on_stop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+
+    @task
+    def infer(self) -> None:
+        start = time.perf_counter()
+        error: Exception | None = None
+        size = 0
+        try:
+            size = self.stub.ModelInfer(GRPC_REQUEST, timeout=10).ByteSize()
+        except grpc.RpcError as err:
+            error = err
+        self.environment.events.request.fire(
+            request_type="grpc",
+            name="ModelInfer",
+            response_time=(time.perf_counter() - start) * 1000,
+            response_length=size,
+            exception=error,
+            context={},
+        )
+
+
+class GatewayGrpc(GrpcUser):
+    host = os.environ.get("TANDEM_BENCH_GATEWAY_GRPC", "127.0.0.1:8001")
+
+
+class PythonGrpc(GrpcUser):
+    host = os.environ.get("TANDEM_BENCH_PYTHON_GRPC", "127.0.0.1:50051")

@@ -1,0 +1,487 @@
+"""Turn the driver's result and the process samples into summary.json, summary.md and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")  # files only, never a display
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FixedLocator, FuncFormatter
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from scenarios import Scenario
+
+# The issue's targets. Figures are compared with them, never asserted.
+CAPACITY_RATIO_TARGET = 4.0
+ADDED_P50_TARGET_US = 100.0
+ADDED_P99_TARGET_US = 300.0
+GATEWAY_RSS_TARGET_MB = 40.0
+
+PLOTS = ("latency_vs_rate.png", "latency_cdf.png", "cpu_vs_rate.png")
+MB = 1e6
+
+
+def _window(samples: Sequence[dict[str, Any]], start: float, end: float) -> dict[str, Any]:
+    """Mean CPU (% of one core) and peak RSS (MB) of each process between start and end."""
+    inside = [s for s in samples if start <= s["t"] <= end]
+    names = sorted({k for s in inside for k in s if k != "t"})
+    out: dict[str, Any] = {}
+    for name in names:
+        rows = [s[name] for s in inside if name in s]
+        out[name] = {
+            "cpu_pct": round(sum(r["cpu"] for r in rows) / len(rows), 1),
+            "rss_mb": round(max(r["rss"] for r in rows) / MB, 1),
+        }
+    return out
+
+
+def _latency(stats: dict[str, Any]) -> dict[str, Any]:
+    keys = ("count", "mean_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us")
+    return {k: stats[k] for k in keys}
+
+
+def _scenario(
+    raw: dict[str, Any], scenario: Scenario, samples: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    spec, closed, warmup = raw["spec"], raw.get("closed"), raw.get("warmup")
+    error_kinds: dict[str, int] = {}
+    parts = [p for p in (warmup, closed, *raw["steps"]) if p]
+    for part in parts:
+        for kind, n in (part.get("error_kinds") or {}).items():
+            error_kinds[kind] = error_kinds.get(kind, 0) + n
+    steps = [
+        {
+            "offered_rps": step["offered_rps"],
+            "achieved_rps": round(step["achieved_rps"], 1),
+            "sent": step["sent"],
+            "expected": step["expected"],
+            "errors": step["errors"],
+            "pass": step["pass"],
+            "latency": _latency(step["latency"]),
+            "service": _latency(step["service"]),
+            "processes": _window(samples, step["started"], step["ended"]),
+        }
+        for step in raw["steps"]
+    ]
+    at_capacity = next(
+        (s for s in steps if s["pass"] and s["offered_rps"] == raw["capacity_rps"]), None
+    )
+    one = None
+    if closed:
+        first, last = closed["rounds"][0]["started"], closed["rounds"][-1]["ended"]
+        one = {**_latency(closed["latency"]), "processes": _window(samples, first, last)}
+    return {
+        "name": scenario.name,
+        "kind": scenario.kind,
+        "via": scenario.via,
+        "role": scenario.role,
+        "hop_of": scenario.hop_of,
+        "target": spec["target"],
+        "sweep": spec["sweep"],
+        "closed": spec["closed"],
+        "capacity_rps": raw["capacity_rps"] if spec["sweep"] else None,
+        "capacity_bounded": raw["capacity_bounded"],
+        "one_in_flight": one,
+        "processes_at_capacity": at_capacity["processes"] if at_capacity else None,
+        "errors": sum(p["errors"] for p in parts),
+        "error_kinds": error_kinds,
+        "steps": steps,
+    }
+
+
+def _headline(rows: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    by_name = {r["name"]: r for r in rows}
+    head: dict[str, Any] = {}
+    baseline = next((r for r in rows if r["role"] == "baseline" and r["capacity_rps"]), None)
+    gateways = [r for r in rows if r["role"] == "gateway" and r["capacity_rps"] is not None]
+    if baseline and gateways:
+        best = max(gateways, key=lambda r: r["capacity_rps"])
+        ratio = best["capacity_rps"] / baseline["capacity_rps"]
+        head["capacity_ratio"] = {
+            "value": round(ratio, 2),
+            "gateway": best["name"],
+            "baseline": baseline["name"],
+            "target": CAPACITY_RATIO_TARGET,
+            "met": ratio >= CAPACITY_RATIO_TARGET,
+        }
+    added = []
+    for r in rows:
+        base = by_name.get(r["hop_of"] or "")
+        if not (base and r["one_in_flight"] and base["one_in_flight"]):
+            continue
+        p50 = r["one_in_flight"]["p50_us"] - base["one_in_flight"]["p50_us"]
+        p99 = r["one_in_flight"]["p99_us"] - base["one_in_flight"]["p99_us"]
+        added.append(
+            {
+                "scenario": r["name"],
+                "vs": base["name"],
+                "p50_us": round(p50, 1),
+                "p99_us": round(p99, 1),
+                "target_p50_us": ADDED_P50_TARGET_US,
+                "target_p99_us": ADDED_P99_TARGET_US,
+                "p50_met": p50 <= ADDED_P50_TARGET_US,
+                "p99_met": p99 <= ADDED_P99_TARGET_US,
+            }
+        )
+    if added:
+        head["added_latency"] = added
+    gateway_rss = [s[name]["rss"] for s in samples for name in s if name.startswith("gateway")]
+    if gateway_rss:
+        peak = max(gateway_rss) / MB
+        head["gateway_peak_rss_mb"] = {
+            "value": round(peak, 1),
+            "target": GATEWAY_RSS_TARGET_MB,
+            "met": peak <= GATEWAY_RSS_TARGET_MB,
+        }
+    return head
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "platform": platform.platform()}
+
+
+def _git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(  # noqa: S603 (fixed arguments)
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def write_report(
+    folder: Path,
+    result: dict[str, Any],
+    samples: Sequence[dict[str, Any]],
+    scenarios: Sequence[Scenario],
+    *,
+    quick: bool,
+) -> dict[str, Any]:
+    by_name = {s.name: s for s in scenarios}
+    rows = [_scenario(r, by_name[r["spec"]["name"]], samples) for r in result["scenarios"]]
+    settings = {k: v for k, v in result["plan"].items() if k not in ("pixels", "scenarios")}
+    peaks: dict[str, float] = {}
+    for s in samples:
+        for name, v in s.items():
+            if name != "t":
+                peaks[name] = max(peaks.get(name, 0.0), v["rss"] / MB)
+    summary: dict[str, Any] = {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if quick else "full",
+        "commit": _git_commit(folder),
+        "machine": _machine(),
+        "note": (
+            "The servers, the Python service and the load driver share this machine's "
+            f"{os.cpu_count()} cores; loopback only. Figures are side-by-side ratios from one "
+            "run, with scenarios interleaved step by step."
+        ),
+        "settings": settings,
+        "headline": _headline(rows, samples),
+        "peak_rss_mb": {k: round(v, 1) for k, v in sorted(peaks.items())},
+        "scenarios": rows,
+        "plots": list(PLOTS),
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (folder / "summary.md").write_text(_markdown(summary))
+    _plot_latency_vs_rate(folder / PLOTS[0], rows, settings["bound_ms"])
+    _plot_cdfs(folder / PLOTS[1], result)
+    _plot_cpu(folder / PLOTS[2], rows)
+    return summary
+
+
+def _us(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v / 1000:.2f} ms" if abs(v) >= 1000 else f"{v:.0f} µs"
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "**not met**"
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    st, head = summary["settings"], summary["headline"]
+    lines = [
+        f"# Tandem benchmark ({summary['mode']}), {summary['generated']}",
+        "",
+        f"Commit `{summary['commit']}` on {summary['machine']['cpu_model'] or 'unknown CPU'}, "
+        f"{summary['machine']['cpus']} cores. {summary['note']}",
+        "",
+    ]
+    if summary["mode"] == "quick":
+        lines += ["**Quick mode: a smoke test of the pipeline; the figures mean nothing.**", ""]
+    lines += ["## Headline", ""]
+    ratio = head.get("capacity_ratio")
+    if ratio:
+        lines.append(
+            f"- Capacity at p99 ≤ {st['bound_ms']:g} ms, {ratio['gateway']} / {ratio['baseline']}: "
+            f"**{ratio['value']}×** (target ≥ {ratio['target']:g}×: {_verdict(ratio['met'])})"
+        )
+    for a in head.get("added_latency", []):
+        lines.append(
+            f"- Added latency of the Go hop ({a['scenario']} − {a['vs']}, one in flight): "
+            f"p50 **{_us(a['p50_us'])}** (target ≤ {a['target_p50_us']:g} µs: "
+            f"{_verdict(a['p50_met'])}), p99 **{_us(a['p99_us'])}** (target ≤ "
+            f"{a['target_p99_us']:g} µs: {_verdict(a['p99_met'])})"
+        )
+    rss = head.get("gateway_peak_rss_mb")
+    if rss:
+        lines.append(
+            f"- Gateway peak RSS: **{rss['value']} MB** (target ≤ {rss['target']:g} MB: "
+            f"{_verdict(rss['met'])})"
+        )
+    lines += [
+        "",
+        "## Scenarios",
+        "",
+        f"Capacity is the highest offered rate (open loop, constant arrival rate) whose p99, "
+        f"measured from each request's intended send time, stayed within {st['bound_ms']:g} ms "
+        "with no errors; `≥` marks a sweep that never failed. CPU is % of one core, mean "
+        "over the capacity step.",
+        "",
+        "| scenario | path | capacity (req/s) | 1 in flight p50 | p99 | CPU at capacity | errors |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for r in summary["scenarios"]:
+        cap = r["capacity_rps"]
+        cap_s = "–" if cap is None else f"{'' if r['capacity_bounded'] else '≥ '}{cap:,.0f}"
+        one = r["one_in_flight"] or {}
+        cpu = r["processes_at_capacity"] or {}
+        # The processes that worked; the others idle at ~0% while this scenario runs.
+        cpu_s = (
+            ", ".join(f"{k} {v['cpu_pct']:.0f}%" for k, v in cpu.items() if v["cpu_pct"] >= 2)
+            or "–"
+        )
+        lines.append(
+            f"| {r['name']} | {r['kind']} → {r['via']} | {cap_s} | {_us(one.get('p50_us'))} | "
+            f"{_us(one.get('p99_us'))} | {cpu_s} | {r['errors']} |"
+        )
+    lines += [
+        "",
+        "Peak RSS over the run: "
+        + ", ".join(f"{k} {v:.1f} MB" for k, v in summary["peak_rss_mb"].items())
+        + ".",
+        "",
+        "## Steps",
+        "",
+    ]
+    for r in summary["scenarios"]:
+        if not r["steps"]:
+            continue
+        lines += [
+            f"**{r['name']}**",
+            "",
+            "| offered | achieved | p50 | p90 | p99 | max | service p99 | errors | |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for s in sorted(r["steps"], key=lambda s: s["offered_rps"]):
+            lat = s["latency"]
+            lines.append(
+                f"| {s['offered_rps']:,.0f} | {s['achieved_rps']:,.0f} | {_us(lat['p50_us'])} | "
+                f"{_us(lat['p90_us'])} | {_us(lat['p99_us'])} | {_us(lat['max_us'])} | "
+                f"{_us(s['service']['p99_us'])} | {s['errors']} | "
+                f"{'pass' if s['pass'] else 'fail'} |"
+            )
+        lines.append("")
+    lines += [
+        "## Plots",
+        "",
+        *(f"![{p}]({p})" for p in summary["plots"]),
+        "",
+        "## How this was measured",
+        "",
+        f"`bench/run.py` started every process on loopback, then `bench/bin/loadgen` (vegeta) "
+        f"warmed each scenario for {st['warmup_s']:g} s, sent {st['closed_rounds']} round(s) of "
+        f"{st['closed_requests']} requests one at a time per scenario, then swept constant "
+        f"arrival rates from {st['start_rps']:g}/s (×{st['factor']:g} while passing, then "
+        f"{st['refine']} bisections), {st['step_s']:g} s per step, batch {st['batch']}. "
+        'Scenarios took turns at every round and step. "service p99" is measured from the '
+        "actual send, as a closed-loop tool would: the gap to p99 is the queueing that "
+        "coordinated omission would hide. Raw data: `raw/` (not committed).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _plot_latency_vs_rate(path: Path, rows: Sequence[dict[str, Any]], bound_ms: float) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, r in enumerate(rows):
+        steps = sorted(r["steps"], key=lambda s: s["offered_rps"])
+        if not steps:
+            continue
+        color = f"C{i}"
+        x = [s["offered_rps"] for s in steps]
+        ax.plot(
+            x,
+            [s["latency"]["p99_us"] / 1000 for s in steps],
+            "o-",
+            color=color,
+            label=f"{r['name']} p99",
+        )
+        ax.plot(
+            x,
+            [s["latency"]["p50_us"] / 1000 for s in steps],
+            "x--",
+            color=color,
+            label=f"{r['name']} p50",
+        )
+    ax.axhline(bound_ms, color="grey", linestyle=":", label=f"p99 bound {bound_ms:g} ms")
+    ax.set(
+        xlabel="offered rate (req/s)",
+        ylabel="latency from intended send (ms)",
+        yscale="log",
+        title="Latency against offered rate (open loop)",
+    )
+    _plain_log_labels(ax)
+    ax.grid(visible=True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plain_log_labels(ax: Axes) -> None:
+    # 0.5, 2, 20 read better than 5×10⁻¹, 2×10⁰, 2×10¹.
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(
+        FuncFormatter(lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else "")
+    )
+
+
+def _cdf_axes(ax: Axes, title: str) -> None:
+    # x is 1/(1-p): the tail gets as much room as the body, as in HdrHistogram plots.
+    ticks = [50.0, 90.0, 99.0, 99.9, 99.99]
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator([1 / (1 - p / 100) for p in ticks]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * (1 - 1 / v):g}%"))
+    ax.xaxis.set_minor_locator(FixedLocator([]))
+    ax.set(xlabel="percentile", ylabel="latency (ms)", yscale="log", title=title)
+    _plain_log_labels(ax)
+    ax.grid(visible=True, which="both", alpha=0.3)
+
+
+def _plot_series(ax: Axes, cdf: Sequence[Sequence[float]], label: str, color: str) -> None:
+    points = [(1 / (1 - p / 100), us / 1000) for p, us in cdf if p < 100]
+    if points:
+        ax.plot(*zip(*points, strict=True), "-", color=color, label=label)
+
+
+def _plot_cdfs(path: Path, result: dict[str, Any]) -> None:
+    fig, (open_ax, closed_ax) = plt.subplots(1, 2, figsize=(12, 5))
+    for i, r in enumerate(result["scenarios"]):
+        name, color = r["spec"]["name"], f"C{i}"
+        passing = [s for s in r["steps"] if s["pass"]]
+        step = max(passing, key=lambda s: s["offered_rps"]) if passing else None
+        if step is None and r["steps"]:
+            step = min(r["steps"], key=lambda s: s["offered_rps"])
+        if step is not None:
+            _plot_series(
+                open_ax, step["latency"]["cdf"], f"{name} @ {step['offered_rps']:,.0f}/s", color
+            )
+        if r.get("closed"):
+            _plot_series(closed_ax, r["closed"]["latency"]["cdf"], name, color)
+    _cdf_axes(open_ax, "Open loop, at each scenario's capacity")
+    _cdf_axes(closed_ax, "One request in flight")
+    for ax in (open_ax, closed_ax):
+        if ax.lines:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_cpu(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    swept = [r for r in rows if r["steps"]]
+    fig, axes = plt.subplots(
+        1, max(1, len(swept)), figsize=(5 * max(1, len(swept)), 4), squeeze=False, sharey=True
+    )
+    for ax, r in zip(axes[0], swept, strict=False):
+        steps = sorted(r["steps"], key=lambda s: s["offered_rps"])
+        # Only the processes that worked in this scenario; the idle ones are flat at zero.
+        names = sorted({n for s in steps for n, v in s["processes"].items() if v["cpu_pct"] >= 2})
+        for j, n in enumerate(names):
+            xs = [s["offered_rps"] for s in steps if n in s["processes"]]
+            ys = [s["processes"][n]["cpu_pct"] for s in steps if n in s["processes"]]
+            ax.plot(xs, ys, "o-", color=f"C{j}", label=n)
+        ax.set(title=r["name"], xlabel="offered rate (req/s)", ylabel="CPU (% of one core)")
+        ax.grid(visible=True, alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_locust_report(folder: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """summary.json and summary.md for a Locust run; Locust's own reports sit in locust/."""
+    scenarios: list[dict[str, Any]] = []
+    for r in rows:
+        st = r["stats"]
+        scenarios.append(
+            {
+                "name": r["scenario"],
+                "locust_user": r["user"],
+                "users": r["users"],
+                "requests": int(st["Request Count"]),
+                "failures": int(st["Failure Count"]),
+                "rps": round(float(st["Requests/s"]), 1),
+                "p50_ms": float(st["50%"]),
+                "p99_ms": float(st["99%"]),
+                "processes": _window(r["samples"], r["started"], r["ended"]),
+                "reports": [f"locust/{r['scenario']}.html", f"locust/{r['scenario']}_stats.csv"],
+            }
+        )
+    summary: dict[str, Any] = {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "locust",
+        "commit": _git_commit(folder),
+        "machine": _machine(),
+        "scenarios": scenarios,
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    lines = [
+        f"# Tandem under Locust, {summary['generated']}",
+        "",
+        f"Commit `{summary['commit']}`, {summary['machine']['cpus']} cores shared by the "
+        "servers, the Python service and Locust (one process per core). Closed loop: each "
+        "user sends its next request when the last one is answered, so these are throughput "
+        "and latency at a fixed concurrency, and Locust's own CPU caps them; capacity at a "
+        "latency bound comes from `run.py` without `--locust`.",
+        "",
+        "| scenario | Locust user | users | req/s | failures | p50 | p99 | CPU (% of a core) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for s in scenarios:
+        cpu = ", ".join(
+            f"{k} {v['cpu_pct']:.0f}%" for k, v in s["processes"].items() if v["cpu_pct"] >= 2
+        )
+        lines.append(
+            f"| {s['name']} | {s['locust_user']} | {s['users']} | {s['rps']:,.0f} | "
+            f"{s['failures']} | {s['p50_ms']:g} ms | {s['p99_ms']:g} ms | {cpu} |"
+        )
+    lines += ["", "Locust's reports: " + ", ".join(f"[{p}]({p})" for p in scenarios[0]["reports"])]
+    lines += ["and likewise for each scenario." if len(scenarios) > 1 else "", ""]
+    (folder / "summary.md").write_text("\n".join(lines))
+    return summary
