@@ -11,6 +11,7 @@ PYTHON_SYS ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
 GATEWAY    := edge-go/bin/gateway
+NATS       := edge-go/bin/nats-server
 TRANSPORT  ?= grpc
 MODELS     := models/digits/1/model.onnx
 
@@ -30,10 +31,14 @@ $(VENV)/.installed: inference-py/pyproject.toml tests/requirements.txt
 	$(PY) -m pip install --quiet -e 'inference-py[torch,dev]' -r tests/requirements.txt
 	touch $@
 
-build: $(GATEWAY) ## build the gateway binary
+build: $(GATEWAY) $(NATS) ## build the gateway and a standalone nats-server (for tests and NATS clusters)
 
 $(GATEWAY): $(GO_SOURCES)
 	cd edge-go && go build -o bin/gateway ./cmd/gateway
+
+# The same nats-server the gateway embeds, from the module pinned in edge-go/go.mod.
+$(NATS): edge-go/go.mod edge-go/go.sum
+	cd edge-go && go build -o bin/nats-server github.com/nats-io/nats-server/v2
 
 models: $(MODELS) ## train the digits MLP and export it for both backends
 
@@ -56,6 +61,7 @@ lint: $(VENV)/.installed proto-check ## gofmt, go vet, ruff, mypy, buf
 	$(VENV)/bin/ruff check inference-py tests
 	$(VENV)/bin/ruff format --check inference-py tests
 	cd inference-py && ../$(VENV)/bin/mypy
+	cd tests && ../$(VENV)/bin/mypy .
 
 test: setup lint test-go test-py test-e2e ## run every test: Go (-race), Python unit, cross-language
 

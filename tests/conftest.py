@@ -8,8 +8,9 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from stack import MODELS, TRANSPORTS, Stack
 from tandem_inference.train import heldout
+
+from stack import MODELS, TRANSPORTS, Stack
 
 MODEL_NAMES = ("digits", "digits-torch")
 

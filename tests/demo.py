@@ -13,8 +13,9 @@ import time
 
 import httpx
 import numpy as np
-from stack import TRANSPORTS, Stack
 from tandem_inference.train import heldout
+
+from stack import TRANSPORTS, Stack
 
 MODELS = ("digits", "digits-torch")
 SHADES = " .:-=+*#%@"
@@ -30,8 +31,11 @@ def predict(client: httpx.Client, model: str, pixels: np.ndarray) -> np.ndarray:
     """One request per digit, as independent clients would send them."""
     out = []
     for row in pixels:
-        body = {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64],
-                            "data": row.tolist()}]}
+        body = {
+            "inputs": [
+                {"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": row.tolist()}
+            ]
+        }
         r = client.post(f"/v2/models/{model}/infer", json=body)
         r.raise_for_status()
         out.append(r.json()["outputs"][0]["data"])

@@ -20,15 +20,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
 GATEWAY = ROOT / "edge-go" / "bin" / "gateway"
+NATS_SERVER = ROOT / "edge-go" / "bin" / "nats-server"
 MODELS = ROOT / "models"
-TRANSPORTS = ("grpc",)
+TRANSPORTS = ("grpc", "nats")
 
 
 def free_port() -> int:
@@ -86,20 +87,29 @@ class Ports:
     """Every port the stack listens on; DESIGN.md's defaults or free ones."""
 
     http: int = 8000
+    edge_grpc: int = 8001
     python_grpc: int = 50051
+    nats: int = 4222
+    nats_monitor: int = 8222
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(http=free_port(), python_grpc=free_port())
+        return cls(*(free_port() for _ in fields(cls)))
 
 
 @dataclass
 class Stack:
-    """The Python service and the gateway, wired together over one transport."""
+    """The gateway and Python workers, wired together over one transport.
+
+    Over NATS the tests run a standalone `nats-server` (so that they can restart
+    it); `make run` and `make demo` use the one embedded in the gateway.
+    """
 
     transport: str = "grpc"
     ports: Ports = field(default_factory=Ports.free)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tandem-")))
+    workers: int = 1
+    embedded_nats: bool = False
     gateway_args: Sequence[str] = ()
     python_args: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
@@ -110,8 +120,20 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.http}"
 
     @property
+    def edge_grpc_addr(self) -> str:
+        return f"127.0.0.1:{self.ports.edge_grpc}"
+
+    @property
     def python_grpc_addr(self) -> str:
         return f"127.0.0.1:{self.ports.python_grpc}"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.ports.nats}"
+
+    def process(self, name: str) -> Process:
+        (proc,) = [p for p in self.processes if p.name == name]
+        return proc
 
     def _env(self) -> dict[str, str]:
         # Settings reach the processes as flags; drop stray TANDEM_* so that the
@@ -126,19 +148,46 @@ class Stack:
         self.processes.append(proc)
         return proc
 
+    def start_nats(self) -> Process:
+        """A standalone nats-server; waits until it takes connections."""
+        argv = [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.ports.nats)]
+        proc = self._spawn("nats-server", [*argv, "-m", str(self.ports.nats_monitor)])
+        _wait_port(self.ports.nats, proc, self)
+        return proc
+
+    def restart_nats(self) -> Process:
+        self.process("nats-server").stop()
+        self.processes = [p for p in self.processes if p.name != "nats-server"]
+        return self.start_nats()
+
     def start_python(self, name: str = "inference-py") -> Process:
-        argv = [str(PYTHON), "-m", "tandem_inference", "serve"]
-        argv += ["--model-repository", str(MODELS), "--grpc-addr", self.python_grpc_addr]
+        argv = [str(PYTHON), "-m", "tandem_inference", "serve", "--model-repository", str(MODELS)]
+        if self.transport == "nats":
+            argv += ["--serve", "nats", "--nats-url", self.nats_url]
+        else:
+            argv += ["--grpc-addr", self.python_grpc_addr]
         return self._spawn(name, argv + list(self.python_args))
 
     def start_gateway(self) -> Process:
-        argv = [str(GATEWAY), "--http-addr", f"127.0.0.1:{self.ports.http}"]
-        argv += ["--transport", self.transport, "--inference-addr", self.python_grpc_addr]
+        argv = [str(GATEWAY), "--transport", self.transport]
+        argv += ["--http-addr", f"127.0.0.1:{self.ports.http}", "--grpc-addr", self.edge_grpc_addr]
+        if self.transport == "grpc":
+            argv += ["--inference-addr", self.python_grpc_addr]
+        elif self.embedded_nats:
+            argv += ["--nats-listen", f"127.0.0.1:{self.ports.nats}"]
+            argv += ["--nats-monitor-addr", f"127.0.0.1:{self.ports.nats_monitor}"]
+        else:
+            argv += ["--nats-url", self.nats_url]
         return self._spawn("gateway", argv + list(self.gateway_args))
 
     def start(self, timeout: float = 90.0) -> Self:
-        self.start_python()
-        self.start_gateway()
+        if self.transport == "nats" and not self.embedded_nats:
+            self.start_nats()
+        gateway = self.start_gateway()
+        if self.embedded_nats:
+            _wait_port(self.ports.nats, gateway, self)
+        for i in range(self.workers):
+            self.start_python("inference-py" if i == 0 else f"inference-py-{i + 1}")
         self.wait_ready(timeout)
         return self
 
@@ -165,8 +214,10 @@ class Stack:
         return "\n".join(f"--- {p.name} ({p.log_path})\n{p.log_tail()}" for p in self.processes)
 
     def stop(self) -> None:
-        # The gateway first, so that it never reports a backend that went first.
-        for proc in sorted(self.processes, key=lambda p: p.name != "gateway"):
+        # The gateway first, so that it never reports a backend that went first;
+        # the NATS server last, so that the workers can drain through it.
+        order = {"gateway": 0, "nats-server": 2}
+        for proc in sorted(self.processes, key=lambda p: order.get(p.name, 1)):
             proc.stop()
 
     def __enter__(self) -> Self:
@@ -176,13 +227,25 @@ class Stack:
         self.stop()
 
 
+def _wait_port(port: int, proc: Process, stack: Stack, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.running:
+            raise RuntimeError(f"{proc.name} exited early:\n{stack.logs()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on :{port} after {timeout:.0f}s:\n{stack.logs()}")
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
 def _run(transport: str) -> int:
     """`make run`: the stack on the default ports, in the foreground."""
-    stack = Stack(transport=transport, ports=Ports())
+    stack = Stack(transport=transport, ports=Ports(), embedded_nats=True)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from conftest import MODEL_NAMES
 
 
@@ -17,7 +18,8 @@ def test_server_metadata(client: httpx.Client) -> None:
     assert r.status_code == 200
     meta = r.json()
     assert meta["name"] == "tandem"
-    assert isinstance(meta["version"], str) and meta["version"]
+    assert isinstance(meta["version"], str)
+    assert meta["version"]
     assert isinstance(meta["extensions"], list)
 
 

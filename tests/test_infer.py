@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
+
 from conftest import MODEL_NAMES, infer_body, probabilities
 from stack import Stack
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+
 from conftest import infer_body, probabilities
 from stack import TRANSPORTS, Stack
 

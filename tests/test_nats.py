@@ -1,0 +1,168 @@
+"""NATS as the hop: queue-group scaling, a worker killed under load, no worker, a server restart.
+
+All against a real `nats-server`, the real gateway and real Python workers.
+Which worker served what is read from the NATS services API (`$SRV.STATS`),
+the same discovery an operator would use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import nats
+import numpy as np
+import pytest
+
+from conftest import infer_body, probabilities
+from stack import Stack
+
+Digits = tuple[np.ndarray, np.ndarray]
+INFER = "oip.v2.models.digits.infer"
+
+
+def infer_counts(stack: Stack) -> dict[str, int]:
+    """Requests each live worker has taken on the digits infer subject, by service id."""
+
+    async def ask() -> dict[str, int]:
+        nc = await nats.connect(stack.nats_url)
+        try:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish("$SRV.STATS.tandem-inference", b"", reply=inbox)
+            counts: dict[str, int] = {}
+            # Every worker answers; collect until the answers stop coming.
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=0.5)
+                except nats.errors.TimeoutError:
+                    return counts
+                stats = json.loads(msg.data)
+                for ep in stats["endpoints"]:
+                    if ep["subject"] == INFER:
+                        counts[stats["id"]] = ep["num_requests"]
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
+
+
+def fire(
+    stack: Stack,
+    pixels: np.ndarray,
+    concurrency: int,
+    midway: Callable[[], object] | None = None,
+) -> list[httpx.Response]:
+    """One request per row, `concurrency` in flight; `midway` runs once a third are answered."""
+
+    async def go() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=concurrency)
+        sem = asyncio.Semaphore(concurrency)
+        done = 0
+
+        async with httpx.AsyncClient(base_url=stack.rest_url, limits=limits, timeout=60) as c:
+
+            async def one(row: np.ndarray) -> httpx.Response:
+                nonlocal done
+                async with sem:
+                    r = await c.post("/v2/models/digits/infer", json=infer_body(row))
+                done += 1
+                if midway is not None and done == len(pixels) // 3:
+                    await asyncio.to_thread(midway)
+                return r
+
+            return await asyncio.gather(*(one(row) for row in pixels))
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def two_workers() -> Iterator[Stack]:
+    s = Stack(transport="nats", workers=2)
+    try:
+        yield s.start()
+    finally:
+        s.stop()
+
+
+def test_two_workers_share_the_load(
+    two_workers: Stack, digits: Digits, reference: np.ndarray
+) -> None:
+    n = 500
+    rows = np.resize(digits[0], (n, 64))
+    expected = np.resize(reference, (n, 10))
+    responses = fire(two_workers, rows, concurrency=n)
+    got = np.concatenate([probabilities(r) for r in responses])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+    counts = infer_counts(two_workers)
+    assert len(counts) == 2, counts
+    assert all(c > 0 for c in counts.values()), counts
+    assert sum(counts.values()) >= n
+
+
+def test_worker_killed_under_load(
+    two_workers: Stack, digits: Digits, reference: np.ndarray
+) -> None:
+    """SIGKILL one worker mid-load: no request fails, and the survivor serves the rest."""
+    n = 600
+    rows = np.resize(digits[0], (n, 64))
+    expected = np.resize(reference, (n, 10))
+    victim = two_workers.process("inference-py-2")
+
+    responses = fire(two_workers, rows, concurrency=16, midway=lambda: victim.stop(signal.SIGKILL))
+    assert not victim.running
+    got = np.concatenate([probabilities(r) for r in responses])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+    before = infer_counts(two_workers)
+    assert len(before) == 1, before
+    for r in fire(two_workers, rows[:50], concurrency=4):
+        assert r.status_code == 200
+    after = infer_counts(two_workers)
+    assert after.keys() == before.keys()
+    assert sum(after.values()) - sum(before.values()) >= 50
+
+
+def test_no_worker_is_503_at_once() -> None:
+    """With nobody subscribed, NATS says so at once: 503, not a wait for the 30 s hop timeout."""
+    s = Stack(transport="nats", workers=0, gateway_args=["--timeout", "30s"])
+    try:
+        s.start_nats()
+        s.start_gateway()
+        # A client that gives up long before the hop timeout: only an immediate answer passes.
+        with httpx.Client(base_url=s.rest_url, timeout=3) as c:
+            for _ in range(100):
+                if c.get("/v2/health/live").status_code == 200:
+                    break
+                time.sleep(0.05)
+            r = c.post("/v2/models/digits/infer", json=infer_body(np.zeros(64)))
+            assert r.status_code == 503, r.text
+            assert "digits" in r.json()["error"]
+            assert c.get("/v2/health/ready").status_code == 503
+    finally:
+        s.stop()
+
+
+def test_nats_server_restart(digits: Digits, reference: np.ndarray) -> None:
+    """The NATS server goes away and comes back; gateway and worker reconnect on their own."""
+    s = Stack(transport="nats")
+    try:
+        s.start()
+        with httpx.Client(base_url=s.rest_url, timeout=10) as c:
+            ok = c.post("/v2/models/digits/infer", json=infer_body(digits[0][0]))
+            np.testing.assert_allclose(probabilities(ok), reference[:1], atol=1e-5)
+
+            s.restart_nats()
+            s.wait_ready(timeout=30)
+
+            again = c.post("/v2/models/digits/infer", json=infer_body(digits[0][1]))
+            np.testing.assert_allclose(probabilities(again), reference[1:2], atol=1e-5)
+        assert s.process("gateway").running
+        assert s.process("inference-py").running
+    finally:
+        s.stop()
