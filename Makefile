@@ -18,7 +18,7 @@ MODELS     := models/digits/1/model.onnx
 GO_SOURCES := $(shell find edge-go -name '*.go' -not -path '*/bin/*' 2>/dev/null) edge-go/go.mod edge-go/go.sum
 PY_SOURCES := $(shell find inference-py/src -name '*.py' 2>/dev/null)
 
-.PHONY: help setup build models proto proto-check lint test test-go test-py test-e2e demo run clean
+.PHONY: help setup build models proto proto-check lint test test-go test-py test-e2e demo run up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,6 +79,12 @@ demo: setup ## start the stack, send real digits through it, print predictions a
 
 run: setup ## run the whole stack in the foreground until Ctrl-C (TRANSPORT=grpc|nats)
 	$(PY) tests/stack.py run --transport $(TRANSPORT)
+
+up: ## the stack in containers: NATS, two workers, gateway, Jaeger, Prometheus (needs Docker)
+	docker compose up --build
+
+down: ## stop the containers
+	docker compose down
 
 clean: ## remove built binaries and models (keeps the venv)
 	rm -rf edge-go/bin models/*/[0-9]*/
