@@ -27,8 +27,23 @@ const DefaultRetryAfter = 1
 
 // ErrTooLarge marks a request over one of the gateway's size limits other
 // than the body's own (which net/http reports as *http.MaxBytesError): 413.
-// Wrap it with what was too large.
+// Wrap it with what was too large, or make the error with TooLarge.
 var ErrTooLarge = errors.New("request too large")
+
+// TooLarge is a request-too-large error that is at once ErrTooLarge (so REST
+// answers 413) and a RESOURCE_EXHAUSTED gRPC status (so it keeps the
+// transports' promise that every error they return is a status, and the edge
+// gRPC listener answers it as gRPC does an oversized message). msg is the
+// whole message, for example that of a worker's NATS 413.
+func TooLarge(msg string) error { return &tooLargeError{msg: msg} }
+
+type tooLargeError struct{ msg string }
+
+func (e *tooLargeError) Error() string        { return e.msg }
+func (e *tooLargeError) Is(target error) bool { return target == ErrTooLarge }
+func (e *tooLargeError) GRPCStatus() *status.Status {
+	return status.New(codes.ResourceExhausted, e.msg)
+}
 
 // httpStatus is the one mapping from gRPC codes to HTTP statuses; codes not
 // listed are the gateway's or the service's bugs: 500.
@@ -87,6 +102,26 @@ func FromError(err error) Response {
 		resp.RetryAfter = strconv.Itoa(retryAfterSeconds(st))
 	}
 	return resp
+}
+
+// ToGRPC maps any error the edge gRPC listener meets to the status its
+// client gets: statuses pass through, a request too large is
+// RESOURCE_EXHAUSTED (what gRPC itself answers for an oversized message),
+// context errors become their codes and anything else is INTERNAL.
+func ToGRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrTooLarge) {
+		return status.Error(codes.ResourceExhausted, err.Error())
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Internal, err.Error())
 }
 
 // retryAfterSeconds reads a RetryInfo detail, rounded up to whole seconds as

@@ -66,6 +66,7 @@ func TestFromError(t *testing.T) {
 		{"overloaded with retry info", retryIn(2500 * time.Millisecond), Response{Status: 429, Message: "queue full", RetryAfter: "3"}},
 		{"body too large", fmt.Errorf("read body: %w", &http.MaxBytesError{Limit: 1024}), Response{Status: 413, Message: "request body too large: the limit is 1024 bytes"}},
 		{"too large", fmt.Errorf("%w: its tensors take 9 bytes", ErrTooLarge), Response{Status: 413, Message: "request too large: its tensors take 9 bytes"}},
+		{"too large status", TooLarge("model input too large: 9 bytes"), Response{Status: 413, Message: "model input too large: 9 bytes"}},
 		{"context deadline", fmt.Errorf("read body: %w", context.DeadlineExceeded), Response{Status: 504, Message: "read body: context deadline exceeded"}},
 		{"context canceled", context.Canceled, Response{Status: 499, Message: "context canceled"}},
 		{"plain error", errors.New("boom"), Response{Status: 500, Message: "boom"}},
@@ -76,5 +77,32 @@ func TestFromError(t *testing.T) {
 				t.Errorf("FromError(%v) = %+v, want %+v", tt.err, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestToGRPC(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		code codes.Code
+		msg  string
+	}{
+		{"status passes through", status.Error(codes.NotFound, "unknown model"), codes.NotFound, "unknown model"},
+		{"too large", fmt.Errorf("%w: its tensors take 9 bytes", ErrTooLarge), codes.ResourceExhausted, "request too large: its tensors take 9 bytes"},
+		{"too large status", TooLarge("over max_payload"), codes.ResourceExhausted, "over max_payload"},
+		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded, "context deadline exceeded"},
+		{"canceled", fmt.Errorf("read: %w", context.Canceled), codes.Canceled, "read: context canceled"},
+		{"plain error", errors.New("boom"), codes.Internal, "boom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := status.Convert(ToGRPC(tt.err))
+			if st.Code() != tt.code || st.Message() != tt.msg {
+				t.Errorf("ToGRPC(%v) = %v %q, want %v %q", tt.err, st.Code(), st.Message(), tt.code, tt.msg)
+			}
+		})
+	}
+	if ToGRPC(nil) != nil {
+		t.Error("ToGRPC(nil) is not nil")
 	}
 }
