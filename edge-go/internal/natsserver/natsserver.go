@@ -1,0 +1,118 @@
+// Package natsserver runs a nats-server inside the gateway's process, so that
+// `--transport nats` needs nothing else: Python workers connect to it over
+// TCP, and the gateway's own client connects in process, without a socket.
+package natsserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// MaxPayloadLimit is the largest max_payload nats-server accepts without
+// warning that it is too high (8 MiB): NATS is built for many small
+// messages, and one big message holds up every other on its connection.
+const MaxPayloadLimit = server.MAX_PAYLOAD_MAX_SIZE
+
+// readyTimeout bounds the wait for the server to accept connections.
+const readyTimeout = 10 * time.Second
+
+// Config says where the server listens.
+type Config struct {
+	// Listen is the host:port of the client listener; port 0 picks a free
+	// port.
+	Listen string
+	// MonitorAddr is the host:port of the HTTP monitoring endpoints
+	// (/varz, /connz, /healthz); empty disables them, port 0 picks one.
+	MonitorAddr string
+	// MaxPayload is the largest message the server accepts, in bytes.
+	MaxPayload int
+	// Logger receives the server's log, at the matching levels.
+	Logger *slog.Logger
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	*server.Server
+}
+
+// Start starts the server and waits until it accepts connections.
+func Start(cfg Config) (*Server, error) {
+	host, port, err := splitAddr(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen address: %w", err)
+	}
+	if cfg.MaxPayload <= 0 || cfg.MaxPayload > MaxPayloadLimit {
+		return nil, fmt.Errorf("nats max payload %d: must be between 1 and %d", cfg.MaxPayload, MaxPayloadLimit)
+	}
+	opts := &server.Options{
+		ServerName: "tandem-gateway",
+		Host:       host,
+		Port:       port,
+		MaxPayload: int32(cfg.MaxPayload),
+		// The gateway owns the signals and shuts the server down itself.
+		NoSigs: true,
+	}
+	// A payload up to the limit must fit in a client's pending buffer.
+	opts.MaxPending = max(server.MAX_PENDING_SIZE, 2*int64(cfg.MaxPayload))
+	if cfg.MonitorAddr != "" {
+		if opts.HTTPHost, opts.HTTPPort, err = splitAddr(cfg.MonitorAddr); err != nil {
+			return nil, fmt.Errorf("nats monitor address: %w", err)
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats server: %w", err)
+	}
+	if cfg.Logger != nil {
+		ns.SetLogger(logger{cfg.Logger.With("component", "nats-server")}, false, false)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(readyTimeout) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("nats server: not accepting connections on %s after %v (is the port in use?)", cfg.Listen, readyTimeout)
+	}
+	return &Server{ns}, nil
+}
+
+// Stop shuts the server down and waits until it has: clients are
+// disconnected (workers then try to reconnect).
+func (s *Server) Stop() {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// splitAddr splits host:port; port 0 becomes nats-server's "any free port",
+// since to nats-server 0 means its default port.
+func splitAddr(addr string) (string, int, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, errors.New("port " + strconv.Quote(portText) + " is not a number from 0 to 65535")
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// logger writes the server's log through slog.
+type logger struct{ log *slog.Logger }
+
+func (l logger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+func (l logger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l logger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l logger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l logger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l logger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,288 @@
+// Package natstransport implements transport.Transport over NATS
+// request/reply, as proto/README.md maps the OIP RPCs: one subject per RPC
+// (per model for the model RPCs), the serialized protobuf messages as
+// payloads, the caller's budget in the tandem-timeout header, and errors in
+// the Nats-Service-Error headers. Workers answer in a queue group, so any
+// number of them share the load with no change here.
+package natstransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+)
+
+// The headers of the NATS mapping (proto/README.md). Tandem's own are
+// lowercase; the error headers follow the NATS services convention.
+const (
+	HeaderTimeout    = "tandem-timeout"
+	HeaderError      = "Nats-Service-Error"
+	HeaderErrorCode  = "Nats-Service-Error-Code"
+	DefaultPrefix    = "oip.v2"
+	reconnectWait    = 250 * time.Millisecond
+	clientName       = "tandem-gateway"
+	embeddedURLLabel = "embedded"
+)
+
+// Config says where NATS is and how calls over it are bounded.
+type Config struct {
+	// URL is one or more NATS server URLs, comma-separated. It is ignored
+	// when Server is set.
+	URL string
+	// Server, when set, is a nats-server running in this process: the
+	// client connects to it without a socket.
+	Server nats.InProcessConnProvider
+	// SubjectPrefix starts every subject ("oip.v2").
+	SubjectPrefix string
+	// Timeout bounds every call, on top of the caller's context deadline.
+	Timeout time.Duration
+	// AttemptTimeout bounds an attempt that transport.WithRetry would make
+	// again (see transport.RetryFollows): it must be positive.
+	AttemptTimeout time.Duration
+	// InjectHeaders, when set, adds headers to every request, such as the
+	// W3C trace context of ctx. The carrier keeps keys lowercase.
+	InjectHeaders func(ctx context.Context, h HeaderCarrier)
+	// Logger receives connection events: disconnects, reconnects, errors.
+	Logger *slog.Logger
+}
+
+// Transport is a transport.Transport over one NATS connection.
+type Transport struct {
+	nc             *nats.Conn
+	where          string // the server(s), for messages
+	subjects       subjects
+	timeout        time.Duration
+	attemptTimeout time.Duration
+	inject         func(context.Context, HeaderCarrier)
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// New connects to NATS. It does not wait for the server: when none answers
+// yet, it keeps trying in the background (every 250 ms, for ever) and calls
+// fail with UNAVAILABLE until one does.
+func New(cfg Config) (*Transport, error) {
+	if cfg.Timeout <= 0 || cfg.AttemptTimeout <= 0 {
+		return nil, fmt.Errorf("nats transport: timeout %v and attempt timeout %v must be positive", cfg.Timeout, cfg.AttemptTimeout)
+	}
+	if err := ValidatePrefix(cfg.SubjectPrefix); err != nil {
+		return nil, fmt.Errorf("nats transport: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	where := cfg.URL
+	opts := []nats.Option{
+		nats.Name(clientName),
+		// Reconnect for ever and fast: the gateway is useless without
+		// NATS, and a restarted server is back within a second.
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+		nats.RetryOnFailedConnect(true),
+		// No buffering while disconnected: a request then fails at once
+		// with UNAVAILABLE (and is retried once) rather than waiting, out
+		// of sight, for a server that may not come back in time.
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("nats connected", "server", nc.ConnectedUrlRedacted())
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected; reconnecting", "server", where, "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Error("nats error", "subject", subject, "error", err)
+		}),
+	}
+	if cfg.Server != nil {
+		where = embeddedURLLabel
+		opts = append(opts, nats.InProcessServer(cfg.Server))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats transport: connect to %s: %w", where, err)
+	}
+	return &Transport{
+		nc:             nc,
+		where:          where,
+		subjects:       subjects{prefix: cfg.SubjectPrefix},
+		timeout:        cfg.Timeout,
+		attemptTimeout: cfg.AttemptTimeout,
+		inject:         cfg.InjectHeaders,
+	}, nil
+}
+
+// Close closes the connection; calls in flight fail.
+func (t *Transport) Close() error {
+	t.nc.Close()
+	return nil
+}
+
+func (t *Transport) ServerLive(ctx context.Context, req *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
+	return call(ctx, t, t.subjects.server("live"), "", req, &pb.ServerLiveResponse{})
+}
+
+func (t *Transport) ServerReady(ctx context.Context, req *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
+	return call(ctx, t, t.subjects.server("ready"), "", req, &pb.ServerReadyResponse{})
+}
+
+func (t *Transport) ServerMetadata(ctx context.Context, req *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
+	return call(ctx, t, t.subjects.server("metadata"), "", req, &pb.ServerMetadataResponse{})
+}
+
+func (t *Transport) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
+	return modelCall(ctx, t, req.GetName(), "ready", req, &pb.ModelReadyResponse{})
+}
+
+func (t *Transport) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
+	return modelCall(ctx, t, req.GetName(), "metadata", req, &pb.ModelMetadataResponse{})
+}
+
+func (t *Transport) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	return modelCall(ctx, t, req.GetModelName(), "infer", req, &pb.ModelInferResponse{})
+}
+
+func modelCall[Resp proto.Message](ctx context.Context, t *Transport, model, rpc string, req proto.Message, resp Resp) (Resp, error) {
+	subject, err := t.subjects.model(model, rpc)
+	if err != nil {
+		var zero Resp
+		return zero, err
+	}
+	return call(ctx, t, subject, model, req, resp)
+}
+
+// call makes one request on subject and decodes the reply into resp. model
+// names the model in messages; it is empty for the server RPCs.
+//
+// The request is bounded by min(ctx's deadline, the transport's timeout).
+// When WithRetry would make a failed attempt again, the attempt is bounded
+// by the attempt timeout too, and one that runs out while the budget still
+// has room is UNAVAILABLE, so that the second attempt, with the rest of the
+// budget, goes out. That is how a request survives a worker killed while
+// holding it: NATS does not tell a requester that the subscriber it picked
+// went away (a worker killed with SIGKILL silently loses what it held), so
+// without an attempt timeout the request would wait out its whole deadline.
+func call[Resp proto.Message](ctx context.Context, t *Transport, subject, model string, req proto.Message, resp Resp) (Resp, error) {
+	var zero Resp
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	attemptCtx := ctx
+	if transport.RetryFollows(ctx) {
+		var cancelAttempt context.CancelFunc
+		attemptCtx, cancelAttempt = context.WithTimeout(ctx, t.attemptTimeout)
+		defer cancelAttempt()
+	}
+
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return zero, status.Errorf(codes.Internal, "encode %s request: %v", subject, err)
+	}
+	if limit := t.nc.MaxPayload(); limit > 0 && int64(len(data)) > limit {
+		return zero, oiperr.TooLarge(fmt.Sprintf(
+			"request too large: it takes %d bytes, more than the %d bytes the NATS server accepts in one message (its max_payload)", len(data), limit))
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	deadline, _ := attemptCtx.Deadline() // always set: ctx has the timeout
+	msg.Header.Set(HeaderTimeout, budgetMillis(time.Until(deadline)))
+	if t.inject != nil {
+		t.inject(ctx, HeaderCarrier(msg.Header))
+	}
+
+	reply, err := t.nc.RequestMsgWithContext(attemptCtx, msg)
+	if err != nil {
+		return zero, t.explain(ctx, subject, model, err)
+	}
+	if code := reply.Header.Get(HeaderErrorCode); code != "" {
+		return zero, serviceError(code, reply.Header.Get(HeaderError))
+	}
+	if err := proto.Unmarshal(reply.Data, resp); err != nil {
+		return zero, status.Errorf(codes.Internal, "inference worker sent a reply on %s that does not decode: %v", subject, err)
+	}
+	return resp, nil
+}
+
+// budgetMillis writes a budget in whole milliseconds, rounded up as gRPC
+// rounds grpc-timeout, so that a worker never drops work the gateway is
+// still waiting for.
+func budgetMillis(d time.Duration) string {
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	return strconv.FormatInt(int64(max(ms, 0)), 10)
+}
+
+// explain turns a failed request into a status: UNAVAILABLE when no worker
+// took it or the connection failed (WithRetry makes it again), or when an
+// attempt went unanswered while the budget still has room; DEADLINE_EXCEEDED
+// when the budget ran out.
+func (t *Transport) explain(ctx context.Context, subject, model string, err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		if model != "" {
+			return status.Errorf(codes.Unavailable, "no inference worker is serving model %q (no responders on %s)", model, subject)
+		}
+		return status.Errorf(codes.Unavailable, "no inference worker is connected to NATS (no responders on %s)", subject)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			if errors.Is(ctxErr, context.Canceled) {
+				return status.FromContextError(ctxErr).Err()
+			}
+			return status.Errorf(codes.DeadlineExceeded, "no inference worker answered %s in time (timeout %v)", subject, t.timeout)
+		}
+		return status.Errorf(codes.Unavailable, "no reply from an inference worker on %s within %v (the hop attempt timeout); the worker may be gone", subject, t.attemptTimeout)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return oiperr.TooLarge(fmt.Sprintf(
+			"request too large: with its headers it takes more than the %d bytes the NATS server accepts in one message (its max_payload)", t.nc.MaxPayload()))
+	case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoServers):
+		return status.Errorf(codes.Unavailable, "not connected to the NATS server (%s); reconnecting", t.where)
+	case errors.Is(err, nats.ErrConnectionClosed):
+		return status.Error(codes.Unavailable, "the NATS connection is closed: the gateway is shutting down")
+	}
+	return status.Errorf(codes.Internal, "request on %s: %v", subject, err)
+}
+
+// serviceErrors maps the NATS error codes of proto/README.md to gRPC codes;
+// 413 is handled apart, and codes not listed are INTERNAL.
+var serviceErrors = map[string]codes.Code{
+	"400": codes.InvalidArgument,
+	"404": codes.NotFound,
+	"429": codes.ResourceExhausted,
+	"503": codes.Unavailable,
+	"504": codes.DeadlineExceeded,
+	"500": codes.Internal,
+}
+
+// serviceError is the status of a worker's error reply; the worker's
+// message passes through as it wrote it.
+func serviceError(code, msg string) error {
+	code = strings.TrimSpace(code)
+	if msg == "" {
+		msg = "inference worker answered with error code " + code
+	}
+	if code == "413" {
+		return oiperr.TooLarge(msg)
+	}
+	if c, ok := serviceErrors[code]; ok {
+		return status.Error(c, msg)
+	}
+	return status.Error(codes.Internal, msg)
+}

@@ -1,0 +1,487 @@
+package natstransport_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
+	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
+)
+
+const prefix = "test.oip"
+
+// startServer runs a real nats-server on listen ("127.0.0.1:0" for any free
+// port) until the end of the test.
+func startServer(t *testing.T, listen string, maxPayload int) *natsserver.Server {
+	t.Helper()
+	ns, err := natsserver.Start(natsserver.Config{Listen: listen, MaxPayload: maxPayload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Stop)
+	return ns
+}
+
+// worker is a Go test double of the Python NATS worker: it answers every
+// subject under the prefix in the workers' queue group, through handle.
+type worker struct {
+	mu   sync.Mutex
+	msgs []*nats.Msg // what arrived, in order
+}
+
+func startWorker(t *testing.T, url string, handle func(m *nats.Msg) *nats.Msg) *worker {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	w := &worker{}
+	_, err = nc.QueueSubscribe(prefix+".>", "tandem-inference", func(m *nats.Msg) {
+		w.mu.Lock()
+		w.msgs = append(w.msgs, m)
+		w.mu.Unlock()
+		if reply := handle(m); reply != nil {
+			_ = m.RespondMsg(reply)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w *worker) received() []*nats.Msg {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]*nats.Msg(nil), w.msgs...)
+}
+
+// reply encodes a protobuf reply.
+func reply(t *testing.T, m proto.Message) *nats.Msg {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		t.Error(err)
+	}
+	return &nats.Msg{Data: data}
+}
+
+// errorReply is a worker's error reply: headers, empty body.
+func errorReply(code, msg string) *nats.Msg {
+	return &nats.Msg{Header: nats.Header{natstransport.HeaderErrorCode: {code}, natstransport.HeaderError: {msg}}}
+}
+
+// echo answers each RPC as a healthy worker would, naming the model it got.
+func echo(t *testing.T) func(m *nats.Msg) *nats.Msg {
+	return func(m *nats.Msg) *nats.Msg {
+		switch {
+		case m.Subject == prefix+".server.live":
+			return reply(t, &pb.ServerLiveResponse{Live: true})
+		case m.Subject == prefix+".server.ready":
+			return reply(t, &pb.ServerReadyResponse{Ready: true})
+		case m.Subject == prefix+".server.metadata":
+			return reply(t, &pb.ServerMetadataResponse{Name: "worker"})
+		case strings.HasSuffix(m.Subject, ".ready"):
+			var req pb.ModelReadyRequest
+			_ = proto.Unmarshal(m.Data, &req)
+			return reply(t, &pb.ModelReadyResponse{Ready: req.GetName() == "digits"})
+		case strings.HasSuffix(m.Subject, ".metadata"):
+			var req pb.ModelMetadataRequest
+			_ = proto.Unmarshal(m.Data, &req)
+			return reply(t, &pb.ModelMetadataResponse{Name: req.GetName(), Platform: "onnxruntime"})
+		case strings.HasSuffix(m.Subject, ".infer"):
+			var req pb.ModelInferRequest
+			_ = proto.Unmarshal(m.Data, &req)
+			return reply(t, &pb.ModelInferResponse{ModelName: req.GetModelName(), Id: req.GetId()})
+		}
+		return errorReply("500", "unexpected subject "+m.Subject)
+	}
+}
+
+func newTransport(t *testing.T, cfg natstransport.Config) *natstransport.Transport {
+	t.Helper()
+	if cfg.SubjectPrefix == "" {
+		cfg.SubjectPrefix = prefix
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.AttemptTimeout == 0 {
+		cfg.AttemptTimeout = 10 * time.Second
+	}
+	tr, err := natstransport.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+// Each of the six RPCs goes out on its own subject and comes back decoded.
+func TestRoundTrip(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	w := startWorker(t, ns.ClientURL(), echo(t))
+	tr := newTransport(t, natstransport.Config{Server: ns})
+	ctx := t.Context()
+
+	tests := []struct {
+		subject string
+		call    func() (proto.Message, error)
+		want    proto.Message
+	}{
+		{prefix + ".server.live", func() (proto.Message, error) { return tr.ServerLive(ctx, &pb.ServerLiveRequest{}) },
+			&pb.ServerLiveResponse{Live: true}},
+		{prefix + ".server.ready", func() (proto.Message, error) { return tr.ServerReady(ctx, &pb.ServerReadyRequest{}) },
+			&pb.ServerReadyResponse{Ready: true}},
+		{prefix + ".server.metadata", func() (proto.Message, error) { return tr.ServerMetadata(ctx, &pb.ServerMetadataRequest{}) },
+			&pb.ServerMetadataResponse{Name: "worker"}},
+		{prefix + ".models.digits.ready", func() (proto.Message, error) {
+			return tr.ModelReady(ctx, &pb.ModelReadyRequest{Name: "digits"})
+		}, &pb.ModelReadyResponse{Ready: true}},
+		{prefix + ".models.digits-torch.metadata", func() (proto.Message, error) {
+			return tr.ModelMetadata(ctx, &pb.ModelMetadataRequest{Name: "digits-torch"})
+		}, &pb.ModelMetadataResponse{Name: "digits-torch", Platform: "onnxruntime"}},
+		{prefix + ".models.digits.infer", func() (proto.Message, error) {
+			return tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits", Id: "42"})
+		}, &pb.ModelInferResponse{ModelName: "digits", Id: "42"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.subject, func(t *testing.T) {
+			got, err := tt.call()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+			if msgs := w.received(); len(msgs) != i+1 || msgs[i].Subject != tt.subject {
+				t.Errorf("worker got %d messages, the last on %q; want %d, the last on %q",
+					len(msgs), msgs[len(msgs)-1].Subject, i+1, tt.subject)
+			}
+		})
+	}
+}
+
+// The worker's error codes map to gRPC codes and, through oiperr, to the
+// HTTP statuses of DESIGN.md; its messages pass through.
+func TestServiceErrors(t *testing.T) {
+	tests := []struct {
+		code     string
+		wantCode codes.Code
+		wantHTTP int
+	}{
+		{"400", codes.InvalidArgument, http.StatusBadRequest},
+		{"404", codes.NotFound, http.StatusNotFound},
+		{"413", codes.ResourceExhausted, http.StatusRequestEntityTooLarge},
+		{"429", codes.ResourceExhausted, http.StatusTooManyRequests},
+		{"503", codes.Unavailable, http.StatusServiceUnavailable},
+		{"504", codes.DeadlineExceeded, http.StatusGatewayTimeout},
+		{"500", codes.Internal, http.StatusInternalServerError},
+		{"418", codes.Internal, http.StatusInternalServerError},
+	}
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	startWorker(t, ns.ClientURL(), func(m *nats.Msg) *nats.Msg {
+		var req pb.ModelInferRequest
+		_ = proto.Unmarshal(m.Data, &req)
+		return errorReply(req.GetId(), "worker says "+req.GetId())
+	})
+	tr := newTransport(t, natstransport.Config{Server: ns})
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			_, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits", Id: tt.code})
+			st := status.Convert(err)
+			if st.Code() != tt.wantCode || st.Message() != "worker says "+tt.code {
+				t.Errorf("err = %v %q, want %v %q", st.Code(), st.Message(), tt.wantCode, "worker says "+tt.code)
+			}
+			if got := oiperr.FromError(err).Status; got != tt.wantHTTP {
+				t.Errorf("HTTP status %d, want %d", got, tt.wantHTTP)
+			}
+		})
+	}
+}
+
+// With no worker subscribed, NATS says so at once: UNAVAILABLE long before
+// the deadline, naming the model.
+func TestNoResponders(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	tr := newTransport(t, natstransport.Config{Server: ns, Timeout: time.Minute})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
+	want := `no inference worker is serving model "digits" (no responders on test.oip.models.digits.infer)`
+	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != want {
+		t.Errorf("err = %v, want UNAVAILABLE %q", err, want)
+	}
+	if ctx.Err() != nil {
+		t.Error("the call waited for its deadline")
+	}
+	_, err = tr.ServerReady(ctx, &pb.ServerReadyRequest{})
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("ServerReady with no worker: %v, want UNAVAILABLE", err)
+	}
+}
+
+// A worker that holds a request without answering, as one killed with
+// SIGKILL does: the request fails when its deadline passes; through
+// WithRetry, the first attempt gives up after the attempt timeout and the
+// second reaches a worker that answers.
+func TestDeadlines(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	var mu sync.Mutex
+	seen := 0
+	startWorker(t, ns.ClientURL(), func(m *nats.Msg) *nats.Msg {
+		mu.Lock()
+		defer mu.Unlock()
+		seen++
+		if seen%2 == 1 {
+			return nil // lost, as by a killed worker
+		}
+		return reply(t, &pb.ModelInferResponse{ModelName: "digits"})
+	})
+
+	t.Run("deadline exceeded", func(t *testing.T) {
+		tr := newTransport(t, natstransport.Config{Server: ns, Timeout: 100 * time.Millisecond})
+		_, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"})
+		want := "no inference worker answered test.oip.models.digits.infer in time (timeout 100ms)"
+		if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || st.Message() != want {
+			t.Errorf("err = %v, want DEADLINE_EXCEEDED %q", err, want)
+		}
+		mu.Lock()
+		seen = 0
+		mu.Unlock()
+	})
+	t.Run("attempt timeout is unavailable", func(t *testing.T) {
+		tr := newTransport(t, natstransport.Config{Server: ns, AttemptTimeout: 50 * time.Millisecond})
+		// Look, through WithRetry, at what the first attempt alone reports.
+		first := &firstAttempt{next: tr}
+		_, _ = transport.WithRetry(first, time.Minute).ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"})
+		want := "no reply from an inference worker on test.oip.models.digits.infer within 50ms (the hop attempt timeout); the worker may be gone"
+		if st := status.Convert(first.err); st.Code() != codes.Unavailable || st.Message() != want {
+			t.Errorf("first attempt: %v, want UNAVAILABLE %q", first.err, want)
+		}
+		mu.Lock()
+		seen = 0
+		mu.Unlock()
+	})
+	t.Run("retry reaches a worker", func(t *testing.T) {
+		tr := transport.WithRetry(newTransport(t, natstransport.Config{Server: ns, AttemptTimeout: 50 * time.Millisecond}), time.Minute)
+		resp, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"})
+		if err != nil || resp.GetModelName() != "digits" {
+			t.Errorf("ModelInfer = %v, %v; want the second attempt's answer", resp, err)
+		}
+	})
+}
+
+// firstAttempt notes the error of the first attempt WithRetry makes.
+type firstAttempt struct {
+	transport.Transport
+	next  transport.Transport
+	err   error
+	calls int
+}
+
+func (f *firstAttempt) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	resp, err := f.next.ModelInfer(ctx, req)
+	if f.calls == 0 {
+		f.err = err
+	}
+	f.calls++
+	return resp, err
+}
+
+// A request over the server's max_payload is refused before it is sent:
+// 413 over REST, RESOURCE_EXHAUSTED over gRPC, naming the limit.
+func TestMaxPayload(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1024)
+	w := startWorker(t, ns.ClientURL(), echo(t))
+	tr := newTransport(t, natstransport.Config{Server: ns})
+	if _, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
+		t.Fatalf("a small request: %v", err) // also waits for the server's INFO
+	}
+	_, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{
+		ModelName: "digits", RawInputContents: [][]byte{make([]byte, 2048)},
+	})
+	resp := oiperr.FromError(err)
+	if resp.Status != http.StatusRequestEntityTooLarge || !strings.Contains(resp.Message, "1024 bytes the NATS server accepts") {
+		t.Errorf("REST answer %+v, want 413 naming the 1024-byte limit", resp)
+	}
+	if code := status.Code(err); code != codes.ResourceExhausted {
+		t.Errorf("code %v, want RESOURCE_EXHAUSTED", code)
+	}
+	if n := len(w.received()); n != 1 {
+		t.Errorf("worker got %d messages, want only the small one", n)
+	}
+}
+
+// Headers arrive with the keys as written, lowercase: tandem-timeout with
+// the budget in milliseconds and whatever InjectHeaders adds.
+func TestHeaders(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	w := startWorker(t, ns.ClientURL(), echo(t))
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	tr := newTransport(t, natstransport.Config{
+		Server:  ns,
+		Timeout: 5 * time.Second,
+		InjectHeaders: func(_ context.Context, h natstransport.HeaderCarrier) {
+			h.Set("Traceparent", traceparent) // as an http.Header-minded propagator would
+			h.Set("tracestate", "congo=t61rcWkgMzE")
+		},
+	})
+	if _, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
+		t.Fatal(err)
+	}
+	h := w.received()[0].Header
+	if got := h["traceparent"]; len(got) != 1 || got[0] != traceparent {
+		t.Errorf("traceparent = %q in %v", got, h)
+	}
+	if got := h["tracestate"]; len(got) != 1 || got[0] != "congo=t61rcWkgMzE" {
+		t.Errorf("tracestate = %q in %v", got, h)
+	}
+	ms, err := strconv.Atoi(h.Get("tandem-timeout"))
+	if err != nil || ms <= 0 || ms > 5000 {
+		t.Errorf("tandem-timeout = %q, want milliseconds in (0, 5000]", h.Get("tandem-timeout"))
+	}
+	for key := range h {
+		if key != strings.ToLower(key) {
+			t.Errorf("header key %q is not lowercase", key)
+		}
+	}
+}
+
+// Model names that are not subject tokens never reach NATS: none could name
+// a model a worker serves, and some would be wildcards.
+func TestModelNames(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	w := startWorker(t, ns.ClientURL(), echo(t))
+	tr := newTransport(t, natstransport.Config{Server: ns})
+	tests := []struct {
+		model string
+		want  codes.Code
+	}{
+		{"", codes.InvalidArgument},
+		{"a.b", codes.NotFound},
+		{"*", codes.NotFound},
+		{">", codes.NotFound},
+		{"digits.*", codes.NotFound},
+		{"two words", codes.NotFound},
+		{"tab\there", codes.NotFound},
+		{"line\r\nbreak", codes.NotFound},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Quote(tt.model), func(t *testing.T) {
+			_, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: tt.model})
+			if code := status.Code(err); code != tt.want {
+				t.Errorf("ModelInfer: %v, want %v", err, tt.want)
+			}
+			_, err = tr.ModelReady(t.Context(), &pb.ModelReadyRequest{Name: tt.model})
+			if code := status.Code(err); code != tt.want {
+				t.Errorf("ModelReady: %v, want %v", err, tt.want)
+			}
+			_, err = tr.ModelMetadata(t.Context(), &pb.ModelMetadataRequest{Name: tt.model})
+			if code := status.Code(err); code != tt.want {
+				t.Errorf("ModelMetadata: %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if n := len(w.received()); n != 0 {
+		t.Errorf("the worker got %d messages", n)
+	}
+}
+
+// After the server restarts on the same port, the transport reconnects by
+// itself; while it is down, calls are UNAVAILABLE at once.
+func TestReconnect(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	addr := ns.Addr().String()
+	url := ns.ClientURL()
+	startWorker(t, url, echo(t))
+	tr := newTransport(t, natstransport.Config{URL: url})
+	ready := func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		_, err := tr.ServerReady(ctx, &pb.ServerReadyRequest{})
+		return err
+	}
+	eventually(t, ready)
+
+	ns.Stop()
+	// A request sent just before the client saw the connection drop is
+	// lost; once it has seen it, calls fail at once.
+	eventually(t, func() error {
+		if err := ready(); status.Code(err) != codes.Unavailable {
+			return fmt.Errorf("with the server down: %v, want UNAVAILABLE", err)
+		}
+		return nil
+	})
+	startServer(t, addr, 1<<20)
+	eventually(t, ready) // the worker reconnects as well
+}
+
+// eventually waits up to 10 s for f to succeed.
+func eventually(t *testing.T, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after 10 s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestHeaderCarrier(t *testing.T) {
+	h := nats.Header{}
+	c := natstransport.HeaderCarrier(h)
+	c.Set("Traceparent", "a")
+	c.Set("BAGGAGE", "b")
+	if h.Get("traceparent") != "a" || h.Get("baggage") != "b" || len(h) != 2 {
+		t.Errorf("header %v, want lowercase keys", h)
+	}
+	if c.Get("TRACEPARENT") != "a" || len(c.Keys()) != 2 {
+		t.Errorf("Get or Keys do not see what Set wrote: %v", h)
+	}
+}
+
+func TestValidatePrefix(t *testing.T) {
+	tests := []struct {
+		prefix string
+		ok     bool
+	}{
+		{"oip.v2", true},
+		{"tenant-a.oip.v2", true},
+		{"oip", true},
+		{"", false},
+		{"oip.", false},
+		{".oip", false},
+		{"oip..v2", false},
+		{"oip.*", false},
+		{"oip.>", false},
+		{"oip v2", false},
+	}
+	for _, tt := range tests {
+		if err := natstransport.ValidatePrefix(tt.prefix); (err == nil) != tt.ok {
+			t.Errorf("ValidatePrefix(%q) = %v, want ok %v", tt.prefix, err, tt.ok)
+		}
+	}
+}
