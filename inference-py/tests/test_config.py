@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem_inference.config import ModelConfig, TensorSpec, read_config
+from tandem_inference.config import DynamicBatching, ModelConfig, TensorSpec, read_config
 from tandem_inference.errors import ModelConfigError
 
 VALID = """
@@ -68,6 +68,22 @@ def test_the_committed_configs(committed_models: Path, model: str) -> None:
         (('name = "y"', 'name = "y"\ndims = 1'), "outputs \"y\": unknown keys ['dims']"),
         (("[options]", "[option]"), "unknown keys ['option']"),
         (("[[outputs]]", "[outputs]"), "at least one [[outputs]] is required"),
+        (
+            ("[options]", "[dynamic_batching]\nmax_queue_delay_us = -1\n[options]"),
+            "dynamic_batching.max_queue_delay_us must be an integer >= 0",
+        ),
+        (
+            ("[options]", "[dynamic_batching]\nmax_queue_size = 0\n[options]"),
+            "dynamic_batching.max_queue_size must be an integer > 0",
+        ),
+        (
+            ("[options]", "[dynamic_batching]\npreferred_batch_size = [4, 9]\n[options]"),
+            "preferred_batch_size must list batch sizes from 1 to max_batch_size (8)",
+        ),
+        (
+            ("[options]", "[dynamic_batching]\nmax_queue_delay = 5\n[options]"),
+            "dynamic_batching: unknown keys ['max_queue_delay']",
+        ),
     ],
 )
 def test_invalid_configs(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -76,6 +92,19 @@ def test_invalid_configs(tmp_path: Path, change: tuple[str, str], message: str) 
         read_config(folder)
     assert str(folder / "config.toml") in caught.value.message
     assert message in caught.value.message
+
+
+def test_dynamic_batching(tmp_path: Path) -> None:
+    assert read_config(write(tmp_path, VALID)).dynamic_batching == DynamicBatching()
+    table = "[dynamic_batching]\nmax_queue_delay_us = 100\npreferred_batch_size = [8, 4, 4]\n"
+    config = read_config(
+        write(
+            tmp_path, VALID.replace("[options]", table + "[options]").replace('"m"', '"n"', 1), "n"
+        )
+    )
+    assert config.dynamic_batching == DynamicBatching(
+        max_queue_delay_us=100, preferred_batch_size=(4, 8), max_queue_size=1024
+    )
 
 
 def test_unbatched_models_may_fix_every_dimension(tmp_path: Path) -> None:

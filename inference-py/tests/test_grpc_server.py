@@ -153,8 +153,13 @@ async def test_health_follows_readiness_and_shutdown(service: InferenceService) 
 class FailingRunner:
     """A runner with a bug in it: the front door must answer INTERNAL, not UNKNOWN."""
 
-    async def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, inputs: Mapping[str, np.ndarray], deadline: float | None = None
+    ) -> dict[str, np.ndarray]:
         raise RuntimeError("a bug")
+
+    def close(self) -> None:
+        pass
 
 
 async def test_unexpected_errors_are_internal(

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from tandem_inference.backends import Backend
+from tandem_inference.batcher import DynamicBatcher
 from tandem_inference.config import ModelConfig
 from tandem_inference.errors import ModelConfigError, NotFound, Unavailable
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
-from tandem_inference.runner import DirectRunner, Runner
+from tandem_inference.runner import Runner
 from tandem_inference.service import InferenceService
 
 
@@ -69,7 +70,7 @@ def test_runner_factory_is_the_seam(model_repository: Path, tmp_path: Path) -> N
 
     def factory(backend: Backend, config: ModelConfig) -> Runner:
         made.append((type(backend).__name__, config.name))
-        return DirectRunner(backend, config)
+        return DynamicBatcher(backend, config)
 
     repo = ModelRepository(onnx_only(model_repository, tmp_path), runner_factory=factory)
     repo.load()

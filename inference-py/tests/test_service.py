@@ -12,23 +12,9 @@ from tandem_inference.errors import InvalidArgument, NotFound, TandemError
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.service import SERVER_NAME, InferenceService
 
-Tensor = pb.ModelInferRequest.InferInputTensor
+from messages import Tensor, probabilities, raw_request
+
 MODELS = ("digits", "digits-torch")
-
-
-def raw_request(pixels: np.ndarray, model: str = "digits", **fields: Any) -> pb.ModelInferRequest:
-    return pb.ModelInferRequest(
-        model_name=model,
-        inputs=[Tensor(name="pixels", datatype="FP32", shape=pixels.shape)],
-        raw_input_contents=[codec.encode_raw(pixels)],
-        **fields,
-    )
-
-
-def probabilities(response: pb.ModelInferResponse) -> np.ndarray:
-    (out,) = response.outputs
-    assert (out.name, out.datatype) == ("probabilities", "FP32")
-    return codec.decode_raw("output", out.datatype, out.shape, response.raw_output_contents[0])
 
 
 async def test_live_and_ready(service: InferenceService) -> None:

@@ -45,3 +45,4 @@ async def serve(settings: Settings) -> None:
         log.info("stopping")
     finally:
         await server.stop()
+        repository.close()

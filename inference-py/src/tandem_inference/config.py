@@ -20,6 +20,11 @@ The format follows Triton's model configuration, in TOML::
     [options]                     # backend-specific, checked by the backend
     intra_op_num_threads = 1
 
+    [dynamic_batching]            # optional; these are the defaults
+    max_queue_delay_us = 0        # how long a request may wait for others to join it
+    preferred_batch_size = []     # batch sizes to cut at, when the queue holds more
+    max_queue_size = 1024         # requests waiting beyond this are refused (429)
+
 Optional: `default_model_filename` (else the backend's default, e.g. model.onnx).
 """
 
@@ -45,7 +50,14 @@ _KEYS = {
     "outputs",
     "options",
     "default_model_filename",
+    "dynamic_batching",
 }
+# No delay by default: a request that finds the model idle runs at once, and under
+# load batches grow by themselves while the previous batch runs (batcher.py).
+DEFAULT_MAX_QUEUE_DELAY_US = 0
+# Enough for 8 full batches of the digits model waiting; beyond it a caller is told
+# to back off (429) rather than wait behind work that outlives its deadline.
+DEFAULT_MAX_QUEUE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,15 @@ class TensorSpec:
     name: str
     datatype: str
     shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicBatching:
+    """The [dynamic_batching] table: how the batcher merges requests (batcher.py)."""
+
+    max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US
+    preferred_batch_size: tuple[int, ...] = ()
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +90,7 @@ class ModelConfig:
     outputs: tuple[TensorSpec, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
     default_model_filename: str | None = None
+    dynamic_batching: DynamicBatching = field(default_factory=DynamicBatching)
 
     @property
     def batched(self) -> bool:
@@ -125,7 +147,40 @@ def _parse(raw: dict[str, Any], folder: str) -> ModelConfig:
         outputs=outputs,
         options=options,
         default_model_filename=filename,
+        dynamic_batching=_dynamic_batching(raw.get("dynamic_batching", {}), max_batch_size),
     )
+
+
+def _dynamic_batching(table: object, max_batch_size: int) -> DynamicBatching:
+    if not isinstance(table, dict):
+        raise TypeError("dynamic_batching must be a table")
+    unknown = set(table) - {"max_queue_delay_us", "preferred_batch_size", "max_queue_size"}
+    if unknown:
+        raise ValueError(f"dynamic_batching: unknown keys {sorted(unknown)}")
+    delay = table.get("max_queue_delay_us", DEFAULT_MAX_QUEUE_DELAY_US)
+    if not _is_int(delay) or delay < 0:
+        raise ValueError("dynamic_batching.max_queue_delay_us must be an integer >= 0")
+    queue_size = table.get("max_queue_size", DEFAULT_MAX_QUEUE_SIZE)
+    if not _is_int(queue_size) or queue_size <= 0:
+        raise ValueError("dynamic_batching.max_queue_size must be an integer > 0")
+    preferred = table.get("preferred_batch_size", [])
+    if not isinstance(preferred, list) or not all(
+        _is_int(n) and 0 < n <= max(max_batch_size, 1) for n in preferred
+    ):
+        raise ValueError(
+            "dynamic_batching.preferred_batch_size must list batch sizes from 1 to "
+            f"max_batch_size ({max_batch_size})"
+        )
+    return DynamicBatching(
+        max_queue_delay_us=delay,
+        preferred_batch_size=tuple(sorted(set(preferred))),
+        max_queue_size=queue_size,
+    )
+
+
+def _is_int(value: object) -> bool:
+    # TOML booleans are Python bools, which are ints too.
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _str(table: Mapping[str, Any], key: str) -> str:

@@ -8,6 +8,7 @@ begins, for the whole server ("") and for the inference service by name.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, TypeVar
 
@@ -20,7 +21,7 @@ from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable
 
     from tandem_inference.service import InferenceService
     from tandem_inference.settings import Settings
@@ -34,17 +35,17 @@ Response = TypeVar("Response")
 
 
 async def _answer(
-    method: Callable[[Request], Awaitable[Response]],
-    request: Request,
+    rpc: str,
+    call: Awaitable[Response],
     context: grpc.aio.ServicerContext[Request, Response],
 ) -> Response:
     try:
-        return await method(request)
+        return await call
     except TandemError as err:
         await context.abort(err.grpc_status, err.message)
     except Exception:
         # A bug: the caller gets INTERNAL (not gRPC's UNKNOWN), the log gets the traceback.
-        log.exception("unhandled error", extra={"rpc": method.__name__})
+        log.exception("unhandled error", extra={"rpc": rpc})
         await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the service's log")
 
 
@@ -57,42 +58,44 @@ class _InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         request: pb.ServerLiveRequest,
         context: grpc.aio.ServicerContext[pb.ServerLiveRequest, pb.ServerLiveResponse],
     ) -> pb.ServerLiveResponse:
-        return await _answer(self._service.server_live, request, context)
+        return await _answer("ServerLive", self._service.server_live(request), context)
 
     async def ServerReady(  # noqa: N802
         self,
         request: pb.ServerReadyRequest,
         context: grpc.aio.ServicerContext[pb.ServerReadyRequest, pb.ServerReadyResponse],
     ) -> pb.ServerReadyResponse:
-        return await _answer(self._service.server_ready, request, context)
+        return await _answer("ServerReady", self._service.server_ready(request), context)
 
     async def ModelReady(  # noqa: N802
         self,
         request: pb.ModelReadyRequest,
         context: grpc.aio.ServicerContext[pb.ModelReadyRequest, pb.ModelReadyResponse],
     ) -> pb.ModelReadyResponse:
-        return await _answer(self._service.model_ready, request, context)
+        return await _answer("ModelReady", self._service.model_ready(request), context)
 
     async def ServerMetadata(  # noqa: N802
         self,
         request: pb.ServerMetadataRequest,
         context: grpc.aio.ServicerContext[pb.ServerMetadataRequest, pb.ServerMetadataResponse],
     ) -> pb.ServerMetadataResponse:
-        return await _answer(self._service.server_metadata, request, context)
+        return await _answer("ServerMetadata", self._service.server_metadata(request), context)
 
     async def ModelMetadata(  # noqa: N802
         self,
         request: pb.ModelMetadataRequest,
         context: grpc.aio.ServicerContext[pb.ModelMetadataRequest, pb.ModelMetadataResponse],
     ) -> pb.ModelMetadataResponse:
-        return await _answer(self._service.model_metadata, request, context)
+        return await _answer("ModelMetadata", self._service.model_metadata(request), context)
 
     async def ModelInfer(  # noqa: N802
         self,
         request: pb.ModelInferRequest,
         context: grpc.aio.ServicerContext[pb.ModelInferRequest, pb.ModelInferResponse],
     ) -> pb.ModelInferResponse:
-        return await _answer(self._service.model_infer, request, context)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
+        return await _answer("ModelInfer", self._service.model_infer(request, deadline), context)
 
 
 class GrpcServer:

@@ -21,9 +21,9 @@ import numpy as np
 
 from tandem_inference import codec
 from tandem_inference.backends import backend_class
+from tandem_inference.batcher import DynamicBatcher
 from tandem_inference.config import CONFIG_FILENAME, ModelConfig, TensorSpec, read_config
 from tandem_inference.errors import ModelConfigError, NotFound, Unavailable
-from tandem_inference.runner import DirectRunner
 
 if TYPE_CHECKING:
     from tandem_inference.backends import Backend
@@ -53,7 +53,7 @@ class ModelRepository:
     """The models under `root`. Construction reads and checks every config.toml (fast);
     `load()` loads the artifacts (slow) and makes the repository ready."""
 
-    def __init__(self, root: Path, runner_factory: RunnerFactory = DirectRunner) -> None:
+    def __init__(self, root: Path, runner_factory: RunnerFactory = DynamicBatcher) -> None:
         self.root = root
         self._runner_factory = runner_factory
         self._models = _scan(root)
@@ -94,6 +94,12 @@ class ModelRepository:
                     },
                 )
         self._ready = True
+
+    def close(self) -> None:
+        """Stop every runner's threads; call once the front doors have stopped."""
+        self._ready = False
+        for loaded in self._loaded.values():
+            loaded.runner.close()
 
     def config(self, name: str) -> ModelConfig:
         return self._model(name).config

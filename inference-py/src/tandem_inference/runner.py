@@ -1,9 +1,10 @@
 """The seam between the service and a model: every inference goes through a Runner.
 
 One runner per loaded model version. The service hands it one request's decoded
-inputs and awaits that request's outputs; how the call reaches the backend (inline,
-on a thread, merged with other requests into one batch) is the runner's business,
-so the dynamic batcher replaces `DirectRunner` without touching the service.
+inputs and awaits that request's outputs; how the call reaches the backend (on
+which thread, merged with which other requests) is the runner's business. The
+repository makes a `DynamicBatcher` (batcher.py) for every version unless told
+otherwise.
 """
 
 from __future__ import annotations
@@ -21,25 +22,20 @@ if TYPE_CHECKING:
 class Runner(Protocol):
     """Runs one request's inputs through a model version."""
 
-    async def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    async def infer(
+        self, inputs: Mapping[str, np.ndarray], deadline: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """The outputs for `inputs`, every output the model declares.
+
+        `deadline` is the event loop's clock (`loop.time()`) by which the caller
+        must have its answer; work not started by then is not run (DeadlineExceeded).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release threads; called once no more requests come."""
+        ...
 
 
 class RunnerFactory(Protocol):
     def __call__(self, backend: Backend, config: ModelConfig) -> Runner: ...
-
-
-class DirectRunner:
-    """Calls the backend inline on the event loop.
-
-    Right for models that run in microseconds (the digits MLP takes ~6 us per
-    call on ONNX Runtime): handing the call to a thread would cost more than the
-    model. A slow model would stall the loop and needs a runner that offloads it.
-    """
-
-    def __init__(self, backend: Backend, config: ModelConfig) -> None:
-        # `config` is part of the factory's signature for runners that need it
-        # (a batcher needs max_batch_size); running inline needs only the backend.
-        self._backend = backend
-
-    async def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._backend.run(inputs)

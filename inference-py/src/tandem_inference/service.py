@@ -1,7 +1,7 @@
 """The six OIP v2 RPCs, implemented once for every transport.
 
 Each method takes and returns the generated protobuf messages and raises
-TandemError; the front doors (gRPC today, NATS next) only move messages and map
+TandemError; the front doors (gRPC and NATS) only move messages and map
 errors, so both transports answer the same way.
 """
 
@@ -59,11 +59,14 @@ class InferenceService:
             outputs=_tensor_metadata(config.outputs),
         )
 
-    async def model_infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def model_infer(
+        self, request: pb.ModelInferRequest, deadline: float | None = None
+    ) -> pb.ModelInferResponse:
+        """`deadline`: the event loop's time by which the caller needs the answer."""
         model = self.repository.resolve(request.model_name, request.model_version)
         inputs = decode_inputs(model.config, request)
         wanted = requested_outputs(model.config, request)
-        results = await model.runner.infer(inputs)
+        results = await model.runner.infer(inputs, deadline)
         response = pb.ModelInferResponse(
             model_name=model.config.name, model_version=model.version, id=request.id
         )

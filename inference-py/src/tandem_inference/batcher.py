@@ -1,0 +1,241 @@
+"""The dynamic batcher: the Runner that merges concurrent requests into one model call.
+
+In the spirit of Triton's dynamic batcher. Each model version gets one queue and
+one executor thread (its "instance"); the event loop never runs the model.
+
+- A request joins the queue only after the service has validated it, so a bad
+  request never fails a batch.
+- When the model is idle and requests wait, the next batch starts at once (with
+  the default `max_queue_delay_us = 0`); while it runs, new requests queue up and
+  become the next batch, so under load batches grow by themselves and at low load
+  nothing waits. A positive delay lets a request wait up to that long for others,
+  unless the queue already holds a full batch.
+- A batch is the oldest live request and, in arrival order, the requests with the
+  same input signature (names, datatypes and shapes apart from the batch
+  dimension) that still fit under max_batch_size. If `preferred_batch_size` lists
+  sizes and the batch can be cut at one of them on a request boundary, it is cut
+  at the largest; the rest waits for the next run.
+- Inputs are concatenated along the batch dimension, run once, and the outputs are
+  split back, so each caller gets exactly its own rows. The backend always computes
+  every output the model declares; the service picks the requested ones, so the
+  requested outputs do not make requests incompatible.
+- The queue is bounded (`max_queue_size` requests): beyond it a request is refused
+  at once with ResourceExhausted. A request whose deadline passed while it waited
+  is not run (DeadlineExceeded); one whose caller went away is dropped.
+
+Models run with one intra-op thread (the backends' defaults), so the process uses
+one thread per model version for models plus the event loop: throughput comes from
+batch size, not from thread pools competing for the cores. ONNX Runtime and PyTorch
+release the GIL while they compute, so the loop keeps serving meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import Counter, deque
+from collections.abc import Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tandem_inference.errors import DeadlineExceeded, Internal, ResourceExhausted, Unavailable
+
+if TYPE_CHECKING:
+    from tandem_inference.backends import Backend
+    from tandem_inference.config import ModelConfig
+
+Outputs = dict[str, np.ndarray]
+
+
+class BatchStats:
+    """What the batcher ran: the batch size (rows) of every model call.
+
+    The tests read it to see batching happen; telemetry turns it into the
+    `tandem_batch_size` histogram and a span attribute.
+    """
+
+    def __init__(self) -> None:
+        # batch size in rows -> number of model calls of that size
+        self.sizes: Counter[int] = Counter()
+        self.requests = 0
+
+    @property
+    def runs(self) -> int:
+        return self.sizes.total()
+
+    def record(self, rows: int, requests: int) -> None:
+        self.sizes[rows] += 1
+        self.requests += requests
+
+
+@dataclass(slots=True, eq=False)
+class _Queued:
+    inputs: Mapping[str, np.ndarray]
+    rows: int
+    signature: Hashable
+    future: asyncio.Future[Outputs]
+    deadline: float | None
+    queued_at: float
+
+
+class DynamicBatcher:
+    """Queues requests for one model version and runs them in batches on its own thread."""
+
+    def __init__(self, backend: Backend, config: ModelConfig) -> None:
+        self._backend = backend
+        self._name = config.name
+        self._batched = config.batched
+        # A model without a batch dimension takes one request per call.
+        self._max_rows = config.max_batch_size if config.batched else 1
+        policy = config.dynamic_batching
+        self._delay = policy.max_queue_delay_us / 1e6
+        self._preferred = frozenset(policy.preferred_batch_size)
+        self._full = max(policy.preferred_batch_size, default=self._max_rows)
+        self._max_queue = policy.max_queue_size
+        self._queue: deque[_Queued] = deque()
+        self._queued_rows = 0
+        self._busy = False
+        self._closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"tandem-model-{config.name}"
+        )
+        self.stats = BatchStats()
+
+    async def infer(
+        self, inputs: Mapping[str, np.ndarray], deadline: float | None = None
+    ) -> Outputs:
+        if self._closed:
+            raise Unavailable(f'model "{self._name}" is shutting down')
+        if len(self._queue) >= self._max_queue:
+            raise ResourceExhausted(
+                f'model "{self._name}" is overloaded: {len(self._queue)} requests are queued '
+                f"(max_queue_size {self._max_queue}); retry later"
+            )
+        loop = asyncio.get_running_loop()
+        rows = len(next(iter(inputs.values()))) if self._batched else 1
+        signature = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
+        queued = _Queued(inputs, rows, signature, loop.create_future(), deadline, loop.time())
+        self._queue.append(queued)
+        self._queued_rows += rows
+        self._dispatch()
+        return await queued.future
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the model (the ones it is running are not counted)."""
+        return len(self._queue)
+
+    def close(self) -> None:
+        self._closed = True
+        self._executor.shutdown(wait=True)
+
+    def _dispatch(self) -> None:
+        """Start the next batch if the model is idle and the policy says go."""
+        if self._busy or not self._queue:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._delay > 0 and self._queued_rows < self._full:
+            due = self._queue[0].queued_at + self._delay
+            if now < due:
+                if self._timer is None:
+                    self._timer = loop.call_at(due, self._on_timer)
+                return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch = self._take(now)
+        if not batch:
+            return
+        self._busy = True
+        running = loop.run_in_executor(self._executor, self._run, [q.inputs for q in batch])
+        running.add_done_callback(functools.partial(self._finish, batch))
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _take(self, now: float) -> list[_Queued]:
+        batch: list[_Queued] = []
+        others: list[_Queued] = []
+        rows = 0
+        while self._queue:
+            queued = self._queue.popleft()
+            if queued.future.done():  # the caller went away
+                self._queued_rows -= queued.rows
+                continue
+            if queued.deadline is not None and queued.deadline <= now:
+                self._queued_rows -= queued.rows
+                waited_ms = (now - queued.queued_at) * 1e3
+                queued.future.set_exception(
+                    DeadlineExceeded(
+                        f'model "{self._name}": the deadline passed after {waited_ms:.1f} ms '
+                        "in the queue; the request was not run"
+                    )
+                )
+                continue
+            if batch and queued.signature != batch[0].signature:
+                others.append(queued)
+                continue
+            if rows + queued.rows > self._max_rows:
+                self._queue.appendleft(queued)
+                break
+            batch.append(queued)
+            rows += queued.rows
+        batch = self._cut_at_preferred(batch)
+        # What was passed over keeps its place at the head of the queue.
+        self._queue.extendleft(reversed(others))
+        self._queued_rows -= sum(q.rows for q in batch)
+        return batch
+
+    def _cut_at_preferred(self, batch: list[_Queued]) -> list[_Queued]:
+        cut, rows = 0, 0
+        for i, queued in enumerate(batch, start=1):
+            rows += queued.rows
+            if rows in self._preferred:
+                cut = i
+        if 0 < cut < len(batch):
+            self._queue.extendleft(reversed(batch[cut:]))
+            return batch[:cut]
+        return batch
+
+    def _run(self, inputs: list[Mapping[str, np.ndarray]]) -> list[Outputs]:
+        """On the model's thread: merge, run once, split back."""
+        if len(inputs) == 1:
+            return [self._backend.run(inputs[0])]
+        merged = {name: np.concatenate([i[name] for i in inputs]) for name in inputs[0]}
+        outputs = self._backend.run(merged)
+        sizes = [len(next(iter(i.values()))) for i in inputs]
+        total = sum(sizes)
+        for name, array in outputs.items():
+            if array.ndim == 0 or len(array) != total:
+                raise Internal(
+                    f'model "{self._name}": a batch of {total} rows gave output "{name}" of '
+                    f"shape {list(array.shape)}"
+                )
+        bounds = np.cumsum(sizes[:-1])
+        parts = {name: np.split(array, bounds) for name, array in outputs.items()}
+        return [{name: split[k] for name, split in parts.items()} for k in range(len(inputs))]
+
+    def _finish(self, batch: list[_Queued], running: asyncio.Future[list[Outputs]]) -> None:
+        """On the loop, when the model's call is done: answer the batch, start the next."""
+        self._busy = False
+        self.stats.record(sum(q.rows for q in batch), len(batch))
+        error = (
+            Unavailable(f'model "{self._name}" is shutting down')
+            if running.cancelled()
+            else running.exception()
+        )
+        if error is not None:
+            for queued in batch:
+                if not queued.future.done():
+                    queued.future.set_exception(error)
+        else:
+            for queued, outputs in zip(batch, running.result(), strict=True):
+                if not queued.future.done():
+                    queued.future.set_result(outputs)
+        self._dispatch()
