@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import InferenceService
 
+from doubles import Gated
 from messages import probabilities, raw_request
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -43,27 +43,6 @@ def onnx(model_repository: Path) -> tuple[Backend, ModelConfig]:
 
 def with_policy(config: ModelConfig, **policy: Any) -> ModelConfig:
     return dataclasses.replace(config, dynamic_batching=DynamicBatching(**policy))
-
-
-class Gated(Backend):
-    """The real backend behind a gate: a call starts, then waits until the test opens it."""
-
-    platforms = ("onnxruntime_onnx",)
-    default_filename = "model.onnx"
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.started = threading.Event()
-        self.gate = threading.Event()
-
-    @classmethod
-    def load(cls, artifact: Path, config: ModelConfig) -> Gated:
-        raise NotImplementedError
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.started.set()
-        assert self.gate.wait(10), "the test never opened the gate"
-        return self.inner.run(inputs)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import nats
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tandem_inference.pb import grpc_service_pb2 as pb
+
+from nats_server import MISSING, NATS_SERVER, NatsServer
 
 COMMAND = [sys.executable, "-m", "tandem_inference"]
 
@@ -68,6 +75,42 @@ def test_serve_until_sigterm(model_repository: Path) -> None:
     assert proc.returncode == 0, err
     messages = [entry["msg"] for entry in json_lines(err)]
     assert messages[-3:] == ["ready", "stopping", "grpc stopped"]
+
+
+async def nats_ready(url: str) -> bool:
+    nc = await nats.connect(url)
+    try:
+        reply = await nc.request("oip.v2.server.ready", b"", timeout=10)
+        return pb.ServerReadyResponse.FromString(reply.data).ready
+    finally:
+        await nc.close()
+
+
+@pytest.mark.skipif(NATS_SERVER is None, reason=MISSING)
+def test_serve_both_front_doors_until_sigterm(model_repository: Path) -> None:
+    """`--serve grpc,nats`, started before its NATS server: it waits for the server,
+    serves on both, and drains on SIGTERM."""
+    server = NatsServer()
+    argv = [*COMMAND, "serve", "--model-repository", str(model_repository)]
+    argv += ["--serve", "grpc,nats", "--nats-url", server.url, "--grpc-addr", "127.0.0.1:0"]
+    proc = subprocess.Popen(argv, env=clean_environ(), stderr=subprocess.PIPE, text=True)
+    try:
+        port = wait_for_port(proc)
+        time.sleep(0.3)
+        server.start()
+        wait_serving(port)
+        assert asyncio.run(nats_ready(server.url))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        server.stop()
+    assert proc.returncode == 0, err
+    messages = [entry["msg"] for entry in json_lines(err)]
+    assert "nats serving" in messages
+    assert messages[-1] in {"grpc stopped", "nats stopped"}
+    assert {"grpc stopped", "nats stopped"} <= set(messages[messages.index("stopping") :])
 
 
 def test_unusable_repository_exits_1_with_a_json_error(tmp_path: Path) -> None:

@@ -45,9 +45,17 @@ def test_every_field_has_a_flag_and_an_env_twin() -> None:
             "0.5",
             "--max-message-bytes",
             "1024",
+            "--serve",
+            "nats",
+            "--nats-url",
+            "nats://n:1",
+            "--nats-subject-prefix",
+            "a.b",
+            "--nats-queue-group",
+            "q",
         ]
     )
-    assert s == Settings(Path("/m"), "h:1", "error", 0.5, 1024)
+    assert s == Settings(Path("/m"), "h:1", "error", 0.5, 1024, "nats", "nats://n:1", "a.b", "q")
     env = {
         Settings.env_name(f): v for f, v in [("model_repository", "/e"), ("max_message_bytes", "7")]
     }
@@ -61,6 +69,11 @@ def test_every_field_has_a_flag_and_an_env_twin() -> None:
         (["--log-level", "loud"], {}, "--log-level='loud': 'loud' is not one of debug"),
         ([], {"TANDEM_SHUTDOWN_GRACE_S": "-1"}, "TANDEM_SHUTDOWN_GRACE_S='-1': -1 is negative"),
         ([], {"TANDEM_MAX_MESSAGE_BYTES": "lots"}, "TANDEM_MAX_MESSAGE_BYTES='lots': invalid"),
+        (["--serve", "http"], {}, "--serve='http': name one or more of grpc, nats"),
+        (["--serve", ","], {}, "--serve=',': name one or more of grpc, nats"),
+        (["--nats-subject-prefix", "oip.*"], {}, "--nats-subject-prefix='oip.*': not a NATS"),
+        (["--nats-subject-prefix", "oip..v2"], {}, "--nats-subject-prefix='oip..v2': not a"),
+        (["--nats-queue-group", "a b"], {}, "--nats-queue-group='a b': use letters"),
     ],
 )
 def test_unusable_values_name_their_source(
@@ -69,6 +82,20 @@ def test_unusable_values_name_their_source(
     with pytest.raises(SettingsError) as caught:
         settings(argv, env)
     assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("serve", "doors"),
+    [
+        ("grpc", ("grpc",)),
+        ("nats", ("nats",)),
+        ("nats, grpc", ("grpc", "nats")),
+        ("NATS", ("nats",)),
+    ],
+)
+def test_front_doors(serve: str, doors: tuple[str, ...]) -> None:
+    assert settings(["--serve", serve]).front_doors == doors
+    assert Settings().front_doors == ("grpc",)
 
 
 def test_frozen() -> None:

@@ -1,8 +1,16 @@
-"""`serve`: start the front doors, load the models, serve until SIGTERM or SIGINT.
+"""`serve`: open the front doors, load the models, serve until SIGTERM or SIGINT.
 
-The gRPC server listens before the models load so that health checks see the
-service starting (live, NOT_SERVING) rather than a closed port; it turns SERVING
-once every model version has loaded and passed its warm-up call.
+The front doors (`--serve grpc,nats`) share one repository, so one set of models
+and one batcher per model serve both transports. They open before the models
+load: the gRPC server listens with health NOT_SERVING (so health checks see the
+service starting rather than a closed port) and the NATS worker connects, retrying
+until the server is up. Once every model version has loaded and passed its warm-up
+call, gRPC turns SERVING and the NATS worker joins the queue group; a worker that
+cannot answer yet never takes requests from one that can.
+
+On a stop signal each front door stops taking requests and answers those it has
+taken (gRPC within the grace period, NATS draining its subscriptions), then the
+model threads stop.
 """
 
 from __future__ import annotations
@@ -10,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tandem_inference.grpc_server import GrpcServer
+from tandem_inference.nats_worker import NatsWorker
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import InferenceService
 
@@ -22,27 +31,52 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class FrontDoor(Protocol):
+    """A transport in front of the InferenceService."""
+
+    async def start(self) -> object:
+        """Open (listen, connect), not yet serving."""
+        ...
+
+    async def set_serving(self, *, serving: bool) -> None: ...
+
+    async def stop(self) -> None:
+        """Take no new requests, answer the ones taken, close."""
+        ...
+
+
+def front_doors(service: InferenceService, settings: Settings) -> list[FrontDoor]:
+    doors: dict[str, type[GrpcServer | NatsWorker]] = {"grpc": GrpcServer, "nats": NatsWorker}
+    return [doors[name](service, settings) for name in settings.front_doors]
+
+
 async def serve(settings: Settings) -> None:
     """Run until a stop signal; raises ModelConfigError when a model cannot be loaded."""
     repository = ModelRepository(settings.model_repository)
-    server = GrpcServer(InferenceService(repository), settings)
+    doors = front_doors(InferenceService(repository), settings)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    await server.start()
+    starting = asyncio.create_task(_start(repository, doors))
+    stopping = asyncio.create_task(stop.wait())
     try:
-        loading = asyncio.create_task(asyncio.to_thread(repository.load))
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if loading.done():
-            loading.result()
-            await server.set_serving(serving=True)
-            log.info("ready", extra={"models": repository.model_names})
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()
+            log.info("ready", extra={"models": repository.model_names, "serve": settings.serve})
             await stopping
         log.info("stopping")
     finally:
-        await server.stop()
+        starting.cancel()
+        stopping.cancel()
+        await asyncio.gather(*(door.stop() for door in doors))
         repository.close()
+
+
+async def _start(repository: ModelRepository, doors: list[FrontDoor]) -> None:
+    await asyncio.gather(asyncio.to_thread(repository.load), *(door.start() for door in doors))
+    for door in doors:
+        await door.set_serving(serving=True)

@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the model repository over OIP v2 gRPC")
+    serve = commands.add_parser(
+        "serve", help="serve the model repository over OIP v2 (gRPC, NATS or both)"
+    )
     Settings.add_arguments(serve)
     build = commands.add_parser(
         "build-models", help="train the digits MLP and write it for both backends"

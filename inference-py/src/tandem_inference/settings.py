@@ -23,6 +23,12 @@ DEFAULT_SHUTDOWN_GRACE_S = 5.0
 # gRPC's own default is 4 MiB; the gateway accepts bodies up to 8 MiB, and a binary
 # body that size must still fit into one call after the gateway re-encodes it.
 DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
+FRONT_DOORS = ("grpc", "nats")
+DEFAULT_SERVE = "grpc"
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+# proto/README.md, "The NATS mapping": both sides default to these.
+DEFAULT_NATS_SUBJECT_PREFIX = "oip.v2"
+DEFAULT_NATS_QUEUE_GROUP = "tandem-inference"
 
 
 def _positive_float(text: str) -> float:
@@ -44,6 +50,27 @@ def _log_level(text: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _front_doors(text: str) -> str:
+    doors = [d.strip().lower() for d in text.split(",") if d.strip()]
+    unknown = [d for d in doors if d not in FRONT_DOORS]
+    if not doors or unknown:
+        raise ValueError(f"name one or more of {', '.join(FRONT_DOORS)}, separated by commas")
+    return ",".join(d for d in FRONT_DOORS if d in doors)
+
+
+def _subject_prefix(text: str) -> str:
+    tokens = text.split(".")
+    if not all(t and t.isprintable() and not any(c in t for c in " *>") for t in tokens):
+        raise ValueError("not a NATS subject: dot-separated tokens without spaces, * or >")
+    return text
+
+
+def _token(text: str) -> str:
+    if not text or not all(c.isalnum() or c in "-_" for c in text):
+        raise ValueError("use letters, digits, - and _ only")
+    return text
 
 
 def _setting(
@@ -91,6 +118,33 @@ class Settings:
             "--max-message-bytes", "largest gRPC message received or sent", _positive_int
         ),
     )
+
+    serve: str = field(
+        default=DEFAULT_SERVE,
+        metadata=_setting(
+            "--serve", f"front doors to open: {', '.join(FRONT_DOORS)}, or both", _front_doors
+        ),
+    )
+    nats_url: str = field(
+        default=DEFAULT_NATS_URL,
+        metadata=_setting("--nats-url", "NATS server(s) to serve on, comma-separated"),
+    )
+    nats_subject_prefix: str = field(
+        default=DEFAULT_NATS_SUBJECT_PREFIX,
+        metadata=_setting(
+            "--nats-subject-prefix", "prefix of the OIP subjects over NATS", _subject_prefix
+        ),
+    )
+    nats_queue_group: str = field(
+        default=DEFAULT_NATS_QUEUE_GROUP,
+        metadata=_setting(
+            "--nats-queue-group", "NATS queue group the workers share the requests in", _token
+        ),
+    )
+
+    @property
+    def front_doors(self) -> tuple[str, ...]:
+        return tuple(self.serve.split(","))
 
     @staticmethod
     def env_name(name: str) -> str:

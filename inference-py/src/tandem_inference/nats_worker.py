@@ -1,0 +1,353 @@
+"""The NATS front door: the six OIP RPCs as a NATS service, per proto/README.md.
+
+The worker joins the queue group as the NATS service `tandem-inference` (ADR-32,
+via nats.micro), so `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` find it, with one
+endpoint per subject: `<prefix>.server.{live,ready,metadata}` and, per model,
+`<prefix>.models.<model>.{ready,metadata,infer}`. Payloads are the serialized
+protobuf messages; it hands each request to the same InferenceService as the gRPC
+front door and only translates: bytes to messages and back, a TandemError to the
+`Nats-Service-Error` / `Nats-Service-Error-Code` headers with an empty body.
+
+nats-py runs one subscription's callbacks one at a time, so a callback that
+awaited the model would hold up every later message on its subject. The callback
+therefore only reads the caller's budget and starts a task; the task does the work
+and answers. The tasks are kept in a set, which holds them until done (the event
+loop keeps only weak references) and tells shutdown what is still in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import nats
+import nats.errors
+from google.protobuf.message import DecodeError
+from nats import micro
+from nats.micro.service import ServiceConfig
+
+from tandem_inference import __version__
+from tandem_inference.errors import DeadlineExceeded, InvalidArgument, TandemError, TooLarge
+from tandem_inference.pb import grpc_service_pb2 as pb
+from tandem_inference.service import SERVER_NAME
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from google.protobuf.message import Message
+    from nats.aio.client import Client
+    from nats.micro.request import Request
+    from nats.micro.service import Service
+
+    from tandem_inference.service import InferenceService
+    from tandem_inference.settings import Settings
+
+    Call = Callable[[Any, float | None], Awaitable[Message]]
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_HEADER = "tandem-timeout"
+# Short, so that a worker is back within a fraction of a second of the server; and
+# the first connect retries the same way, since the gateway's embedded NATS server
+# may start after the worker.
+RECONNECT_WAIT_S = 0.25
+Request_ = TypeVar("Request_")
+Response_ = TypeVar("Response_")
+
+# A model name travels as one subject token.
+_NOT_IN_A_TOKEN = frozenset(".*> \t\r\n")
+
+
+@dataclass(frozen=True, slots=True)
+class _Rpc:
+    """One endpoint: its subject, what its payload is, and the service call behind it."""
+
+    name: str
+    subject: str
+    request_type: type[Message]
+    call: Call
+    # For per-model subjects: the model, and the request's field that names it.
+    model: str = ""
+    model_field: str = ""
+
+
+def _without_deadline(
+    method: Callable[[Request_], Awaitable[Response_]],
+) -> Callable[[Request_, float | None], Awaitable[Response_]]:
+    """An RPC that answers at once from memory: a deadline has nothing to stop."""
+
+    async def call(request: Request_, deadline: float | None) -> Response_:
+        return await method(request)
+
+    return call
+
+
+class NatsWorker:
+    """Serves an InferenceService on NATS: connect, serve, drain."""
+
+    def __init__(self, service: InferenceService, settings: Settings) -> None:
+        self._service = service
+        self._settings = settings
+        self._nc: Client | None = None
+        self._micro: Service | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._connected_once = False
+        self._stopping = False
+        self._serving = False
+
+    @property
+    def serving(self) -> bool:
+        """In the queue group: taking requests."""
+        return self._serving
+
+    @property
+    def service_id(self) -> str:
+        """This worker's id in the NATS services API ($SRV.INFO, $SRV.STATS)."""
+        return self._micro.id if self._micro else ""
+
+    @property
+    def in_flight(self) -> int:
+        """Requests taken and not yet answered."""
+        return len(self._in_flight)
+
+    async def start(self) -> None:
+        """Connect; retries until the server is up, then reconnects for ever."""
+        log.info("nats connecting", extra={"url": self._settings.nats_url})
+        self._nc = await nats.connect(
+            servers=[u.strip() for u in self._settings.nats_url.split(",")],
+            name=f"{SERVER_NAME} {socket.gethostname()} pid {os.getpid()}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=RECONNECT_WAIT_S,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self._connected_once = True
+        log.info("nats connected", extra={"url": self._url()})
+
+    async def set_serving(self, *, serving: bool) -> None:
+        """True: join the queue group on every subject. False: leave it, and hand the
+        messages already taken to tasks (they are answered; no new ones come)."""
+        if serving:
+            await self._add_service()
+            self._serving = True
+            return
+        if self._micro is None:
+            return
+        # Service.stop() would unsubscribe, which drops the messages this worker has
+        # taken but not yet handled; draining the subscriptions hands them over first.
+        # nats.micro exposes no way to do that, hence its internals (nats-py is pinned).
+        endpoints = self._micro._endpoints
+        subscriptions = [e._subscription for e in endpoints if e._subscription]
+        await asyncio.gather(*(s.drain() for s in subscriptions), return_exceptions=True)
+        self._serving = False
+
+    async def stop(self) -> None:
+        """Stop taking requests, answer the ones taken (for up to the grace period),
+        then drain the connection."""
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            return
+        self._stopping = True
+        try:
+            # Bounded: a connection whose server just went away can hang a flush.
+            async with asyncio.timeout(self._settings.shutdown_grace_s):
+                if nc.is_connected:
+                    await self.set_serving(serving=False)
+                if self._in_flight:
+                    await asyncio.wait(self._in_flight)
+        except TimeoutError:
+            log.warning(
+                "nats shutdown grace period over", extra={"unanswered": len(self._in_flight)}
+            )
+            await nc.close()
+        else:
+            try:
+                await nc.drain()  # flushes the replies, then closes
+            except nats.errors.Error:  # reconnecting: nothing can be flushed
+                await nc.close()
+        log.info("nats stopped")
+
+    async def _add_service(self) -> None:
+        assert self._nc is not None, "start() first"
+        self._micro = await micro.add_service(
+            self._nc,
+            ServiceConfig(
+                name=SERVER_NAME,
+                version=__version__,
+                description="Open Inference Protocol v2 (proto/README.md)",
+                queue_group=self._settings.nats_queue_group,
+            ),
+        )
+        for rpc in self._rpcs():
+            await self._micro.add_endpoint(
+                name=rpc.name,
+                subject=rpc.subject,
+                handler=functools.partial(self._take, rpc),
+                metadata={"model": rpc.model} if rpc.model else None,
+            )
+        await self._nc.flush()
+        log.info(
+            "nats serving",
+            extra={
+                "prefix": self._settings.nats_subject_prefix,
+                "queue_group": self._settings.nats_queue_group,
+            },
+        )
+
+    def _rpcs(self) -> list[_Rpc]:
+        prefix, service = self._settings.nats_subject_prefix, self._service
+        rpcs = [
+            _Rpc(
+                "ServerLive",
+                f"{prefix}.server.live",
+                pb.ServerLiveRequest,
+                _without_deadline(service.server_live),
+            ),
+            _Rpc(
+                "ServerReady",
+                f"{prefix}.server.ready",
+                pb.ServerReadyRequest,
+                _without_deadline(service.server_ready),
+            ),
+            _Rpc(
+                "ServerMetadata",
+                f"{prefix}.server.metadata",
+                pb.ServerMetadataRequest,
+                _without_deadline(service.server_metadata),
+            ),
+        ]
+        for model in service.repository.model_names:
+            if _NOT_IN_A_TOKEN.intersection(model):
+                log.warning(
+                    "model name is not a NATS subject token; not served over NATS",
+                    extra={"model": model},
+                )
+                continue
+            subject = f"{prefix}.models.{model}"
+            rpcs += [
+                _Rpc(
+                    "ModelReady",
+                    f"{subject}.ready",
+                    pb.ModelReadyRequest,
+                    _without_deadline(service.model_ready),
+                    model,
+                    "name",
+                ),
+                _Rpc(
+                    "ModelMetadata",
+                    f"{subject}.metadata",
+                    pb.ModelMetadataRequest,
+                    _without_deadline(service.model_metadata),
+                    model,
+                    "name",
+                ),
+                _Rpc(
+                    "ModelInfer",
+                    f"{subject}.infer",
+                    pb.ModelInferRequest,
+                    service.model_infer,
+                    model,
+                    "model_name",
+                ),
+            ]
+        return rpcs
+
+    async def _take(self, rpc: _Rpc, msg: Request) -> None:
+        """The subscription's callback: start the budget's clock, hand off, return."""
+        task = asyncio.create_task(self._answer(rpc, msg, asyncio.get_running_loop().time()))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _answer(self, rpc: _Rpc, msg: Request, taken_at: float) -> None:
+        try:
+            deadline = _deadline(msg, taken_at)
+            if deadline is not None and deadline <= asyncio.get_running_loop().time():
+                raise DeadlineExceeded(
+                    f"the caller's budget ({TIMEOUT_HEADER} "
+                    f"{_header(msg, TIMEOUT_HEADER)} ms) ran out before the work started"
+                )
+            request = _parse(rpc, msg.data)
+            response = (await rpc.call(request, deadline)).SerializeToString()
+            if self._nc is not None and len(response) > self._nc.max_payload:
+                raise TooLarge(
+                    f"the response is {len(response)} bytes; the NATS server's max_payload "
+                    f"is {self._nc.max_payload}"
+                )
+        except TandemError as err:
+            await _respond(msg, error=err)
+        except Exception:
+            log.exception("unhandled error", extra={"rpc": rpc.name, "subject": rpc.subject})
+            await _respond(msg, error=TandemError("internal error; see the service's log"))
+        else:
+            await _respond(msg, response)
+
+    async def _on_error(self, err: Exception) -> None:
+        if self._connected_once:
+            log.warning("nats error", extra={"error": repr(err)})
+        else:
+            log.debug("nats not reachable yet", extra={"error": repr(err)})
+
+    async def _on_disconnected(self) -> None:
+        if self._connected_once and not self._stopping:
+            log.warning("nats disconnected; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        log.info("nats reconnected", extra={"url": self._url()})
+
+    def _url(self) -> str:
+        url = self._nc.connected_url if self._nc else None
+        return url.geturl() if url else ""
+
+
+def _header(msg: Request, key: str) -> str | None:
+    return (msg.headers or {}).get(key)
+
+
+def _deadline(msg: Request, taken_at: float) -> float | None:
+    """The loop time by which the caller needs its answer, from `tandem-timeout`."""
+    text = _header(msg, TIMEOUT_HEADER)
+    if text is None:
+        return None
+    try:
+        budget_ms = int(text)
+    except ValueError:
+        raise InvalidArgument(
+            f'header {TIMEOUT_HEADER}: "{text}" is not a whole number of milliseconds'
+        ) from None
+    return taken_at + budget_ms / 1000
+
+
+def _parse(rpc: _Rpc, data: bytes) -> Message:
+    try:
+        request = rpc.request_type.FromString(data)
+    except DecodeError as err:
+        name = rpc.request_type.DESCRIPTOR.full_name
+        raise InvalidArgument(f"the payload is not a serialized {name}: {err}") from None
+    if rpc.model:
+        named = getattr(request, rpc.model_field)
+        if not named:
+            setattr(request, rpc.model_field, rpc.model)
+        elif named != rpc.model:
+            raise InvalidArgument(
+                f'the payload names model "{named}", the subject {rpc.subject} model "{rpc.model}"'
+            )
+    return request
+
+
+async def _respond(msg: Request, payload: bytes = b"", error: TandemError | None = None) -> None:
+    try:
+        if error is None:
+            await msg.respond(payload)
+        else:
+            # A header value is one line.
+            description = " ".join(error.message.splitlines())
+            await msg.respond_error(str(error.code), description)
+    except (nats.errors.Error, ValueError) as err:
+        # Closed connection, or no reply subject (a publish, not a request).
+        log.warning("nats reply not sent", extra={"subject": msg.subject, "error": repr(err)})

@@ -1,0 +1,334 @@
+"""The NATS front door against a real nats-server, through the generated protobuf messages.
+
+The server binary is `edge-go/bin/nats-server` (built by `make setup`) or the one
+TANDEM_NATS_SERVER names; without either these tests are skipped, loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import numpy as np
+import pytest
+import pytest_asyncio
+from google.protobuf.message import Message
+from nats.aio.client import Client
+
+from tandem_inference import __version__
+from tandem_inference.backends import Backend
+from tandem_inference.batcher import DynamicBatcher
+from tandem_inference.config import ModelConfig
+from tandem_inference.nats_worker import NatsWorker
+from tandem_inference.pb import grpc_service_pb2 as pb
+from tandem_inference.repository import ModelRepository
+from tandem_inference.service import SERVER_NAME, InferenceService
+from tandem_inference.settings import Settings
+
+from doubles import Gated
+from messages import probabilities, raw_request
+from nats_server import MISSING, NATS_SERVER, NatsServer
+
+if NATS_SERVER is None:
+    pytest.skip(MISSING, allow_module_level=True)
+
+Digits = tuple[np.ndarray, np.ndarray]
+Reply = TypeVar("Reply", bound=Message)
+INFER = "oip.v2.models.digits.infer"
+
+
+@pytest.fixture(scope="module")
+def nats_server() -> Iterator[NatsServer]:
+    server = NatsServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@asynccontextmanager
+async def worker(service: InferenceService, url: str) -> AsyncIterator[NatsWorker]:
+    w = NatsWorker(service, Settings(nats_url=url, shutdown_grace_s=10))
+    await w.start()
+    await w.set_serving(serving=True)
+    try:
+        yield w
+    finally:
+        await w.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def nc(nats_server: NatsServer, service: InferenceService) -> AsyncIterator[Client]:
+    async with worker(service, nats_server.url):
+        client = await nats.connect(nats_server.url)
+        yield client
+        await client.close()
+
+
+async def call(
+    nc: Client, subject: str, request: Message, reply: type[Reply], **headers: str
+) -> Reply:
+    msg = await nc.request(subject, request.SerializeToString(), timeout=10, headers=headers)
+    assert not (msg.headers or {}).get("Nats-Service-Error-Code"), msg.headers
+    return reply.FromString(msg.data)
+
+
+async def error(nc: Client, subject: str, payload: bytes, **headers: str) -> tuple[str, str]:
+    msg = await nc.request(subject, payload, timeout=10, headers=headers or None)
+    assert msg.data == b""
+    assert msg.headers is not None
+    return msg.headers["Nats-Service-Error-Code"], msg.headers["Nats-Service-Error"]
+
+
+async def test_server_rpcs(nc: Client) -> None:
+    assert (
+        await call(nc, "oip.v2.server.live", pb.ServerLiveRequest(), pb.ServerLiveResponse)
+    ).live
+    ready = await call(nc, "oip.v2.server.ready", pb.ServerReadyRequest(), pb.ServerReadyResponse)
+    assert ready.ready
+    meta = await call(
+        nc, "oip.v2.server.metadata", pb.ServerMetadataRequest(), pb.ServerMetadataResponse
+    )
+    assert (meta.name, meta.version) == (SERVER_NAME, __version__)
+
+
+@pytest.mark.parametrize("model", ["digits", "digits-torch"])
+async def test_model_rpcs(nc: Client, model: str, digits: Digits) -> None:
+    subject = f"oip.v2.models.{model}"
+    # The model travels in the subject; the message may leave its name empty.
+    ready = await call(nc, f"{subject}.ready", pb.ModelReadyRequest(), pb.ModelReadyResponse)
+    assert ready.ready
+    meta = await call(
+        nc, f"{subject}.metadata", pb.ModelMetadataRequest(name=model), pb.ModelMetadataResponse
+    )
+    assert (meta.name, list(meta.versions)) == (model, ["1"])
+    pixels, labels = digits
+    request = raw_request(pixels[:50], model, id="n1")
+    response = await call(nc, f"{subject}.infer", request, pb.ModelInferResponse)
+    assert (response.model_name, response.model_version, response.id) == (model, "1", "n1")
+    assert (probabilities(response).argmax(axis=1) == labels[:50]).mean() > 0.9
+
+
+@pytest.mark.parametrize(
+    ("subject", "payload", "headers", "code", "message"),
+    [
+        (INFER, raw_request(np.zeros((1, 63), np.float32)), {}, "400", "shape [1, 63]"),
+        (INFER, b"\xff\xff", {}, "400", "is not a serialized inference.ModelInferRequest"),
+        (
+            INFER,
+            raw_request(np.zeros((1, 64), np.float32), "digits-torch"),
+            {},
+            "400",
+            'the payload names model "digits-torch", the subject oip.v2.models.digits.infer',
+        ),
+        (
+            "oip.v2.models.digits.metadata",
+            pb.ModelMetadataRequest(name="digits", version="9"),
+            {},
+            "404",
+            'model "digits" has no version "9"; versions: 1',
+        ),
+        (
+            INFER,
+            raw_request(np.zeros((1, 64), np.float32)),
+            {"tandem-timeout": "0"},
+            "504",
+            "the caller's budget (tandem-timeout 0 ms) ran out before the work started",
+        ),
+        (
+            INFER,
+            raw_request(np.zeros((1, 64), np.float32)),
+            {"tandem-timeout": "soon"},
+            "400",
+            'header tandem-timeout: "soon" is not a whole number of milliseconds',
+        ),
+    ],
+)
+async def test_errors_travel_as_headers(
+    nc: Client,
+    *,
+    subject: str,
+    payload: Message | bytes,
+    headers: dict[str, str],
+    code: str,
+    message: str,
+) -> None:
+    data = payload if isinstance(payload, bytes) else payload.SerializeToString()
+    got_code, got_message = await error(nc, subject, data, **headers)
+    assert got_code == code
+    assert message in got_message
+
+
+async def test_a_budget_that_suffices_is_honoured(nc: Client, digits: Digits) -> None:
+    request = raw_request(digits[0][:2])
+    response = await call(nc, INFER, request, pb.ModelInferResponse, **{"tandem-timeout": "5000"})
+    assert probabilities(response).shape == (2, 10)
+
+
+async def test_services_api_finds_the_worker(nc: Client) -> None:
+    ping = json.loads((await nc.request("$SRV.PING.tandem-inference", b"", timeout=5)).data)
+    assert ping["name"] == SERVER_NAME
+    info = json.loads((await nc.request(f"$SRV.INFO.tandem-inference.{ping['id']}", b"")).data)
+    subjects = {e["subject"] for e in info["endpoints"]}
+    assert {"oip.v2.server.live", INFER, "oip.v2.models.digits-torch.infer"} <= subjects
+    assert {e["queue_group"] for e in info["endpoints"]} == {"tandem-inference"}
+
+
+async def test_two_workers_in_the_queue_group_share_requests(
+    nats_server: NatsServer, service: InferenceService, digits: Digits
+) -> None:
+    async with worker(service, nats_server.url) as a, worker(service, nats_server.url) as b:
+        client = await nats.connect(nats_server.url)
+        try:
+            requests = [raw_request(digits[0][i : i + 1]) for i in range(60)]
+            await asyncio.gather(*(call(client, INFER, r, pb.ModelInferResponse) for r in requests))
+            inbox = client.new_inbox()
+            sub = await client.subscribe(inbox)
+            await client.publish("$SRV.STATS.tandem-inference", b"", reply=inbox)
+            counts: dict[str, int] = {}
+            # Every worker on the server answers; collect until the answers stop.
+            while True:
+                try:
+                    stats = json.loads((await sub.next_msg(timeout=0.5)).data)
+                except nats.errors.TimeoutError:
+                    break
+                counts[stats["id"]] = next(
+                    e["num_requests"] for e in stats["endpoints"] if e["subject"] == INFER
+                )
+        finally:
+            await client.close()
+    ids = {a.service_id, b.service_id}
+    assert all(counts[i] > 0 for i in ids), counts
+
+
+@pytest.fixture
+def private_server() -> Iterator[NatsServer]:
+    """A server of its own, so that no other worker in the queue group takes the request."""
+    server = NatsServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def gated(
+    model_repository: Path,
+) -> AsyncIterator[tuple[InferenceService, Gated]]:
+    """A service whose `digits` calls wait at a gate; `digits-torch` runs freely."""
+    gates: list[Gated] = []
+
+    def factory(backend: Backend, config: ModelConfig) -> DynamicBatcher:
+        if config.name == "digits":
+            gates.append(Gated(backend))
+            backend = gates[-1]
+        return DynamicBatcher(backend, config)
+
+    repo = ModelRepository(model_repository, runner_factory=factory)
+    repo.load()
+    (gate,) = gates
+    yield InferenceService(repo), gate
+    gate.gate.set()
+    repo.close()
+
+
+async def test_a_slow_model_call_does_not_block_the_subscription(
+    private_server: NatsServer, gated: tuple[InferenceService, Gated], digits: Digits
+) -> None:
+    service, gate = gated
+    async with worker(service, private_server.url):
+        client = await nats.connect(private_server.url)
+        try:
+            slow = asyncio.create_task(
+                call(client, INFER, raw_request(digits[0][:1]), pb.ModelInferResponse)
+            )
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            # The same subject answers while the model call is still running ...
+            bad = raw_request(np.zeros((1, 63), np.float32)).SerializeToString()
+            assert (await error(client, INFER, bad))[0] == "400"
+            # ... and so does another model.
+            other = raw_request(digits[0][:1], "digits-torch")
+            torch_subject = "oip.v2.models.digits-torch.infer"
+            assert await call(client, torch_subject, other, pb.ModelInferResponse)
+            assert not slow.done()
+            gate.gate.set()
+            assert probabilities(await slow).shape == (1, 10)
+        finally:
+            await client.close()
+
+
+async def test_drain_answers_what_was_taken(
+    private_server: NatsServer, gated: tuple[InferenceService, Gated], digits: Digits
+) -> None:
+    service, gate = gated
+    client = await nats.connect(private_server.url)
+    try:
+        async with worker(service, private_server.url) as w:
+            taken = asyncio.create_task(
+                call(client, INFER, raw_request(digits[0][:1]), pb.ModelInferResponse)
+            )
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            stopping = asyncio.create_task(w.stop())
+            await eventually(lambda: not w.serving)
+            # Out of the queue group: a new request finds nobody.
+            with pytest.raises(nats.errors.NoRespondersError):
+                await client.request(INFER, raw_request(digits[0][:1]).SerializeToString())
+            assert w.in_flight == 1
+            assert not stopping.done()
+            gate.gate.set()
+            await stopping
+            assert probabilities(await taken).shape == (1, 10)
+    finally:
+        await client.close()
+
+
+async def test_connects_when_the_server_comes_and_reconnects_after_a_restart(
+    service: InferenceService, digits: Digits
+) -> None:
+    server = NatsServer()
+    w = NatsWorker(service, Settings(nats_url=server.url))
+    connecting = asyncio.create_task(w.start())
+    await asyncio.sleep(0.3)
+    assert not connecting.done()
+    server.start()
+    try:
+        await asyncio.wait_for(connecting, 10)
+        await w.set_serving(serving=True)
+        request = raw_request(digits[0][:1])
+        for restart in (False, True):
+            if restart:
+                server.stop()
+                server.start()
+            client = await nats.connect(server.url)
+            try:
+                response = await _retry(
+                    lambda c=client: call(c, INFER, request, pb.ModelInferResponse)
+                )
+                assert probabilities(response).shape == (1, 10)
+            finally:
+                await client.close()
+    finally:
+        await w.stop()
+        server.stop()
+
+
+async def eventually(predicate: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never happened")
+
+
+async def _retry(attempt: Any) -> Any:
+    """The worker may not have resubscribed yet right after the server came back."""
+    for _ in range(100):
+        try:
+            return await attempt()
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            await asyncio.sleep(0.05)
+    return await attempt()
