@@ -181,7 +181,7 @@ class DynamicBatcher:
             if batch and queued.signature != batch[0].signature:
                 others.append(queued)
                 continue
-            if rows + queued.rows > self._max_rows:
+            if batch and rows + queued.rows > self._max_rows:
                 self._queue.appendleft(queued)
                 break
             batch.append(queued)
