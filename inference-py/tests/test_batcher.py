@@ -195,6 +195,22 @@ async def test_a_request_whose_deadline_passed_in_the_queue_is_not_run(
     assert b.stats.sizes == {1: 2}
 
 
+async def test_a_request_whose_caller_went_away_is_not_run(
+    gated: tuple[DynamicBatcher, Gated], digits: Digits
+) -> None:
+    b, gate = gated
+    running = asyncio.create_task(b.infer({"pixels": digits[0][:1]}))
+    assert await asyncio.to_thread(gate.started.wait, 10)
+    gone = asyncio.create_task(b.infer({"pixels": digits[0][1:3]}))
+    await asyncio.sleep(0)
+    gone.cancel()
+    stays = asyncio.create_task(b.infer({"pixels": digits[0][3:4]}))
+    gate.gate.set()
+    await asyncio.gather(running, stays)
+    assert gone.cancelled()
+    assert b.stats.sizes == {1: 2}
+
+
 async def test_a_bad_request_does_not_fail_its_neighbours(
     model_repository: Path, digits: Digits
 ) -> None:

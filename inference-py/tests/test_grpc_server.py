@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,43 @@ async def test_an_address_in_use_is_unavailable(service: InferenceService) -> No
             await second.start()
     finally:
         await first.stop()
+
+
+class DeadlineRecorder(FailingRunner):
+    """Records the deadline the front door hands the runner, then fails like its parent."""
+
+    def __init__(self) -> None:
+        self.deadlines: list[float | None] = []
+
+    async def infer(
+        self, inputs: Mapping[str, np.ndarray], deadline: float | None = None
+    ) -> dict[str, np.ndarray]:
+        self.deadlines.append(deadline)
+        return await super().infer(inputs, deadline)
+
+
+async def test_the_grpc_deadline_reaches_the_runner(model_repository: Path) -> None:
+    recorder = DeadlineRecorder()
+    repo = ModelRepository(model_repository, runner_factory=lambda backend, config: recorder)
+    repo.load()
+    server, port = await started(InferenceService(repo), serving=True)
+    request = pb.ModelInferRequest(
+        model_name="digits",
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(name="pixels", datatype="FP32", shape=[1, 64])
+        ],
+        raw_input_contents=[bytes(256)],
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            client = Client(channel)
+            before = asyncio.get_running_loop().time()
+            for timeout in (30.0, None):
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await client.oip.ModelInfer(request, timeout=timeout)
+    finally:
+        await server.stop()
+    with_deadline, without = recorder.deadlines
+    assert with_deadline is not None
+    assert before < with_deadline <= before + 30
+    assert without is None
