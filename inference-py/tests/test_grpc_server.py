@@ -238,5 +238,6 @@ async def test_the_grpc_deadline_reaches_the_runner(model_repository: Path) -> N
         await server.stop()
     with_deadline, without = recorder.deadlines
     assert with_deadline is not None
-    assert before < with_deadline <= before + 30
+    # gRPC rounds the timeout it sends up, so allow a little either way.
+    assert before + 29 < with_deadline < before + 31
     assert without is None
