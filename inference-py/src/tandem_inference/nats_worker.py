@@ -35,6 +35,7 @@ from tandem_inference import __version__
 from tandem_inference.errors import DeadlineExceeded, InvalidArgument, TandemError, TooLarge
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.service import SERVER_NAME
+from tandem_inference.settings import is_subject_token
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -58,9 +59,6 @@ TIMEOUT_HEADER = "tandem-timeout"
 RECONNECT_WAIT_S = 0.25
 Request_ = TypeVar("Request_")
 Response_ = TypeVar("Response_")
-
-# A model name travels as one subject token.
-_NOT_IN_A_TOKEN = frozenset(".*> \t\r\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +221,7 @@ class NatsWorker:
             ),
         ]
         for model in service.repository.model_names:
-            if _NOT_IN_A_TOKEN.intersection(model):
+            if not is_subject_token(model):
                 log.warning(
                     "model name is not a NATS subject token; not served over NATS",
                     extra={"model": model},

@@ -60,9 +60,14 @@ def _front_doors(text: str) -> str:
     return ",".join(d for d in FRONT_DOORS if d in doors)
 
 
+def is_subject_token(text: str) -> bool:
+    """One token of a NATS subject that can be published to (proto/README.md): not
+    empty, without the separator, the wildcards, whitespace or control characters."""
+    return bool(text) and not any(c <= " " or c in ".*>\x7f" for c in text)
+
+
 def _subject_prefix(text: str) -> str:
-    tokens = text.split(".")
-    if not all(t and t.isprintable() and not any(c in t for c in " *>") for t in tokens):
+    if not all(is_subject_token(t) for t in text.split(".")):
         raise ValueError("not a NATS subject: dot-separated tokens without spaces, * or >")
     return text
 
