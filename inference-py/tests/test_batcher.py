@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,12 @@ import pytest_asyncio
 from tandem_inference.backends import Backend, backend_class
 from tandem_inference.batcher import DynamicBatcher
 from tandem_inference.config import DynamicBatching, ModelConfig, read_config
-from tandem_inference.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from tandem_inference.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import InferenceService
@@ -209,6 +215,26 @@ async def test_a_request_whose_caller_went_away_is_not_run(
     await asyncio.gather(running, stays)
     assert gone.cancelled()
     assert b.stats.sizes == {1: 2}
+
+
+async def test_what_waits_when_the_batcher_closes_is_refused(
+    onnx: tuple[Backend, ModelConfig], digits: Digits
+) -> None:
+    backend, config = onnx
+    gate = Gated(backend)
+    b = DynamicBatcher(gate, config)
+    running = asyncio.create_task(b.infer({"pixels": digits[0][:1]}))
+    assert await asyncio.to_thread(gate.started.wait, 10)
+    waiting = asyncio.create_task(b.infer({"pixels": digits[0][1:2]}))
+    await asyncio.sleep(0)
+    # close() blocks until the running call ends, so the gate opens from another thread.
+    threading.Timer(0.05, gate.gate.set).start()
+    b.close()
+    assert (await running)["probabilities"].shape == (1, 10)
+    with pytest.raises(Unavailable, match='model "digits" is shutting down'):
+        await waiting
+    with pytest.raises(Unavailable, match='model "digits" is shutting down'):
+        await b.infer({"pixels": digits[0][:1]})
 
 
 async def test_a_bad_request_does_not_fail_its_neighbours(

@@ -137,6 +137,14 @@ class DynamicBatcher:
         """Start the next batch if the model is idle and the policy says go."""
         if self._busy or not self._queue:
             return
+        if self._closed:
+            while self._queue:
+                queued = self._queue.popleft()
+                if not queued.future.done():
+                    queued.future.set_exception(
+                        Unavailable(f'model "{self._name}" is shutting down')
+                    )
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._delay > 0 and self._queued_rows < self._full:
