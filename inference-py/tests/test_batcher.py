@@ -173,7 +173,7 @@ async def test_a_full_queue_refuses_at_once(
     assert b.queued == 2
     with pytest.raises(
         ResourceExhausted,
-        match=r'model "digits" is overloaded: 2 requests are queued \(max_queue_size 2\); '
+        match=r'model "digits" is overloaded: its queue is full \(max_queue_size 2\); '
         "retry later",
     ):
         await b.infer(one)

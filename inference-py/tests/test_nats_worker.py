@@ -7,6 +7,7 @@ TANDEM_NATS_SERVER names; without either these tests are skipped, loudly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from nats.aio.client import Client
 from tandem_inference import __version__
 from tandem_inference.backends import Backend
 from tandem_inference.batcher import DynamicBatcher
-from tandem_inference.config import ModelConfig
+from tandem_inference.config import DynamicBatching, ModelConfig
 from tandem_inference.nats_worker import NatsWorker
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
@@ -219,13 +220,15 @@ def private_server() -> Iterator[NatsServer]:
 async def gated(
     model_repository: Path,
 ) -> AsyncIterator[tuple[InferenceService, Gated]]:
-    """A service whose `digits` calls wait at a gate; `digits-torch` runs freely."""
+    """A service whose `digits` calls wait at a gate (and at most one more request may
+    queue for it); `digits-torch` runs freely."""
     gates: list[Gated] = []
 
     def factory(backend: Backend, config: ModelConfig) -> DynamicBatcher:
         if config.name == "digits":
             gates.append(Gated(backend))
             backend = gates[-1]
+            config = dataclasses.replace(config, dynamic_batching=DynamicBatching(max_queue_size=1))
         return DynamicBatcher(backend, config)
 
     repo = ModelRepository(model_repository, runner_factory=factory)
@@ -257,6 +260,32 @@ async def test_a_slow_model_call_does_not_block_the_subscription(
             assert not slow.done()
             gate.gate.set()
             assert probabilities(await slow).shape == (1, 10)
+        finally:
+            await client.close()
+
+
+async def test_a_full_queue_is_429(
+    private_server: NatsServer, gated: tuple[InferenceService, Gated], digits: Digits
+) -> None:
+    service, gate = gated
+    payload = raw_request(digits[0][:1]).SerializeToString()
+    async with worker(service, private_server.url):
+        client = await nats.connect(private_server.url)
+        try:
+            running = asyncio.create_task(client.request(INFER, payload, timeout=10))
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            queued = asyncio.create_task(client.request(INFER, payload, timeout=10))
+            batcher = service.repository.resolve("digits").runner
+            assert isinstance(batcher, DynamicBatcher)
+            await eventually(lambda: batcher.queued == 1)
+            code, message = await error(client, INFER, payload)
+            assert (code, message) == (
+                "429",
+                'model "digits" is overloaded: its queue is full (max_queue_size 1); retry later',
+            )
+            gate.gate.set()
+            for answered in await asyncio.gather(running, queued):
+                assert not answered.headers
         finally:
             await client.close()
 

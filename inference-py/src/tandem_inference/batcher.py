@@ -112,7 +112,7 @@ class DynamicBatcher:
             raise Unavailable(f'model "{self._name}" is shutting down')
         if len(self._queue) >= self._max_queue:
             raise ResourceExhausted(
-                f'model "{self._name}" is overloaded: {len(self._queue)} requests are queued '
+                f'model "{self._name}" is overloaded: its queue is full '
                 f"(max_queue_size {self._max_queue}); retry later"
             )
         loop = asyncio.get_running_loop()
