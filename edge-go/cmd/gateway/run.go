@@ -2,33 +2,60 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 
 	"github.com/tandem-ml/tandem/edge-go/internal/config"
+	"github.com/tandem-ml/tandem/edge-go/internal/edgegrpc"
 	"github.com/tandem-ml/tandem/edge-go/internal/httpserver"
+	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
 	"github.com/tandem-ml/tandem/edge-go/internal/rest"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/grpctransport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
 )
+
+// listeners are where the gateway serves clients; grpc is nil when the
+// edge gRPC listener is disabled.
+type listeners struct {
+	http, grpc net.Listener
+}
+
+func (ls listeners) close() {
+	for _, ln := range []net.Listener{ls.http, ls.grpc} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
 
 // run serves until ctx ends, then shuts down gracefully.
 func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
+	var ls listeners
+	var err error
+	if ls.http, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
-	return serve(ctx, log, cfg, ln)
+	if cfg.GRPCAddr != "" {
+		if ls.grpc, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			ls.close()
+			return fmt.Errorf("listen on %s: %w", cfg.GRPCAddr, err)
+		}
+	}
+	return serve(ctx, log, cfg, ls)
 }
 
-// serve is run on a listener of the caller's, which lets tests pick a port.
-// It closes ln, and the transport once the last request has been answered.
-func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ln net.Listener) (err error) {
-	tr, err := newTransport(cfg)
+// serve is run on listeners of the caller's, which lets tests pick ports.
+// It closes them, and then the transport once the last request has been
+// answered (and after it the embedded nats-server, if any).
+func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listeners) (err error) {
+	tr, err := newTransport(log, cfg)
 	if err != nil {
-		_ = ln.Close()
+		ls.close()
 		return err
 	}
 	defer func() {
@@ -45,10 +72,10 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ln net.List
 		MaxMessageBytes: cfg.MaxMessageBytes,
 	})
 	if err != nil {
-		_ = ln.Close()
+		ls.close()
 		return err
 	}
-	srv := &http.Server{
+	httpSrv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
@@ -56,15 +83,46 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ln net.List
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("gateway serving OIP REST",
-		"http_addr", ln.Addr().String(),
+
+	// Either server failing stops the other: a gateway half up is down.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var httpErr, grpcErr error
+	wg.Go(func() {
+		defer cancel()
+		httpErr = httpserver.Serve(ctx, log, httpSrv, ls.http, cfg.ShutdownTimeout)
+	})
+	grpcAddr := ""
+	if ls.grpc != nil {
+		grpcAddr = ls.grpc.Addr().String()
+		edge := edgegrpc.New(edgegrpc.Config{
+			Transport: tr,
+			Logger:    log,
+			Name:      rest.ServerName,
+			Version:   version,
+			Timeout:   cfg.Timeout,
+			// A gRPC request is its own body, and is forwarded as it is.
+			MaxRecvBytes: int(min(cfg.MaxBodyBytes, int64(cfg.MaxMessageBytes))),
+			MaxSendBytes: cfg.MaxMessageBytes,
+		})
+		wg.Go(func() {
+			defer cancel()
+			grpcErr = edge.Serve(ctx, ls.grpc, cfg.ShutdownTimeout)
+		})
+	}
+	log.Info("gateway serving OIP",
+		"http_addr", ls.http.Addr().String(),
+		"grpc_addr", grpcAddr,
 		"transport", cfg.Transport,
-		"inference_addr", cfg.InferenceAddr,
 		"version", version)
-	return httpserver.Serve(ctx, log, srv, ln, cfg.ShutdownTimeout)
+	wg.Wait()
+	return errors.Join(httpErr, grpcErr)
 }
 
-func newTransport(cfg config.Config) (transport.Transport, error) {
+// newTransport builds the configured transport, with one retry on
+// UNAVAILABLE (transport.WithRetry) for either kind.
+func newTransport(log *slog.Logger, cfg config.Config) (transport.Transport, error) {
 	switch cfg.Transport {
 	case "grpc":
 		tr, err := grpctransport.New(grpctransport.Config{
@@ -75,7 +133,71 @@ func newTransport(cfg config.Config) (transport.Transport, error) {
 		if err != nil {
 			return nil, fmt.Errorf("transport: %w", err)
 		}
-		return tr, nil
+		log.Info("forwarding over gRPC", "inference_addr", cfg.InferenceAddr)
+		return transport.WithRetry(tr, cfg.Timeout), nil
+	case "nats":
+		tr, err := newNATSTransport(log, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("transport: %w", err)
+		}
+		return transport.WithRetry(tr, cfg.Timeout), nil
 	}
 	return nil, fmt.Errorf("transport %q is not built in", cfg.Transport)
+}
+
+// newNATSTransport connects to --nats-url, or, when it is empty, starts an
+// embedded nats-server for the workers and connects to it in process.
+func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Transport, error) {
+	ncfg := natstransport.Config{
+		URL:            cfg.NATSURL,
+		SubjectPrefix:  cfg.NATSSubjectPrefix,
+		Timeout:        cfg.Timeout,
+		AttemptTimeout: cfg.HopAttemptTimeout,
+		Logger:         log,
+	}
+	if cfg.NATSURL != "" {
+		tr, err := natstransport.New(ncfg)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("forwarding over NATS", "nats_url", cfg.NATSURL, "subject_prefix", cfg.NATSSubjectPrefix)
+		return tr, nil
+	}
+	ns, err := natsserver.Start(natsserver.Config{
+		Listen:      cfg.NATSListen,
+		MonitorAddr: cfg.NATSMonitorAddr,
+		// Requests the gateway would send over gRPC fit over NATS too, up
+		// to the largest payload NATS advises.
+		MaxPayload: min(cfg.MaxMessageBytes, natsserver.MaxPayloadLimit),
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ncfg.Server = ns
+	tr, err := natstransport.New(ncfg)
+	if err != nil {
+		ns.Stop()
+		return nil, err
+	}
+	monitor := ""
+	if addr := ns.MonitorAddr(); addr != nil {
+		monitor = addr.String()
+	}
+	log.Info("forwarding over NATS through an embedded nats-server; workers connect to nats_url",
+		"nats_url", ns.ClientURL(), "nats_monitor_addr", monitor, "subject_prefix", cfg.NATSSubjectPrefix)
+	return &embeddedNATS{Transport: tr, server: ns}, nil
+}
+
+// embeddedNATS is a NATS transport together with the server it runs, which
+// is shut down last, after the transport's connection is closed.
+type embeddedNATS struct {
+	transport.Transport
+	server *natsserver.Server
+}
+
+func (e *embeddedNATS) Close() error {
+	err := e.Transport.Close()
+	e.server.Stop()
+	return err
 }

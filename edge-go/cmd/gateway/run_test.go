@@ -15,22 +15,32 @@ import (
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
 )
 
-// startServe runs the gateway with the given flags on a free loopback port
-// until shutdown is called; serve's result arrives on served.
-func startServe(t *testing.T, args ...string) (addr string, shutdown func(), served <-chan error) {
+// gateway is a gateway that startServe runs.
+type gateway struct {
+	httpAddr, grpcAddr string
+	shutdown           func()
+	served             <-chan error
+}
+
+// startServe runs the gateway with the given flags, its REST and edge gRPC
+// listeners on free loopback ports, until shutdown is called; serve's
+// result arrives on served.
+func startServe(t *testing.T, args ...string) *gateway {
 	t.Helper()
 	cfg, err := config.Load(args, func(string) (string, bool) { return "", false }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var ls listeners
+	for _, ln := range []*net.Listener{&ls.http, &ls.grpc} {
+		if *ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	result := make(chan error, 1)
-	go func() { result <- serve(ctx, slog.New(slog.DiscardHandler), cfg, ln) }()
-	return ln.Addr().String(), cancel, result
+	go func() { result <- serve(ctx, slog.New(slog.DiscardHandler), cfg, ls) }()
+	return &gateway{ls.http.Addr().String(), ls.grpc.Addr().String(), cancel, result}
 }
 
 // On shutdown the gateway stops accepting connections at once, yet answers
@@ -45,7 +55,8 @@ func TestShutdownFinishesRequestInFlight(t *testing.T) {
 		},
 	})
 
-	addr, shutdown, served := startServe(t, "--inference-addr", backend.Addr, "--shutdown-timeout", "10s")
+	gw := startServe(t, "--inference-addr", backend.Addr, "--shutdown-timeout", "10s")
+	addr, shutdown, served := gw.httpAddr, gw.shutdown, gw.served
 
 	type answer struct {
 		status int
@@ -111,7 +122,8 @@ func TestShutdownTimeout(t *testing.T) {
 			return nil, ctx.Err()
 		},
 	})
-	addr, shutdown, served := startServe(t, "--inference-addr", backend.Addr, "--shutdown-timeout", "100ms")
+	gw := startServe(t, "--inference-addr", backend.Addr, "--shutdown-timeout", "100ms")
+	addr, shutdown, served := gw.httpAddr, gw.shutdown, gw.served
 	go func() {
 		resp, err := http.Post("http://"+addr+"/v2/models/m/infer", "application/json",
 			strings.NewReader(`{"inputs": []}`))

@@ -13,13 +13,24 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
 )
 
 // The defaults, shared with tests, the bench and compose (DESIGN.md).
 const (
 	DefaultHTTPAddr      = ":8000"
+	DefaultGRPCAddr      = ":8001"
 	DefaultTransport     = "grpc"
 	DefaultInferenceAddr = "127.0.0.1:50051"
+
+	DefaultNATSSubjectPrefix = natstransport.DefaultPrefix
+	DefaultNATSListen        = "127.0.0.1:4222"
+	DefaultNATSMonitorAddr   = "127.0.0.1:8222"
+	// DefaultHopAttemptTimeout bounds a first attempt over NATS: far above
+	// the milliseconds an inference takes, far below --timeout, so that a
+	// request held by a killed worker is sent again in good time.
+	DefaultHopAttemptTimeout = time.Second
 	// DefaultTimeout bounds one call to the inference service.
 	DefaultTimeout = 10 * time.Second
 	// DefaultMaxBodyBytes admits a batch of thousands of digits as JSON.
@@ -41,16 +52,23 @@ const (
 )
 
 // Transports lists the values --transport accepts.
-var Transports = []string{"grpc"}
+var Transports = []string{"grpc", "nats"}
 
 // Config is every setting of the gateway.
 type Config struct {
-	HTTPAddr        string
-	Transport       string
-	InferenceAddr   string
-	Timeout         time.Duration
-	MaxBodyBytes    int64
-	MaxMessageBytes int
+	HTTPAddr      string
+	GRPCAddr      string
+	Transport     string
+	InferenceAddr string
+
+	NATSURL           string
+	NATSSubjectPrefix string
+	NATSListen        string
+	NATSMonitorAddr   string
+	HopAttemptTimeout time.Duration
+	Timeout           time.Duration
+	MaxBodyBytes      int64
+	MaxMessageBytes   int
 
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
@@ -70,8 +88,14 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.SetOutput(output)
 
 	fs.StringVar(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "host:port of the OIP REST listener")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "host:port of the OIP gRPC listener (empty: none)")
 	fs.StringVar(&c.Transport, "transport", DefaultTransport, "how to reach the inference service: "+strings.Join(Transports, ", "))
-	fs.StringVar(&c.InferenceAddr, "inference-addr", DefaultInferenceAddr, "host:port of the inference service's OIP gRPC endpoint")
+	fs.StringVar(&c.InferenceAddr, "inference-addr", DefaultInferenceAddr, "with --transport grpc: host:port of the inference service's OIP gRPC endpoint")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "with --transport nats: NATS server URLs, comma-separated (empty: run an embedded nats-server)")
+	fs.StringVar(&c.NATSSubjectPrefix, "nats-subject-prefix", DefaultNATSSubjectPrefix, "with --transport nats: the prefix of every subject")
+	fs.StringVar(&c.NATSListen, "nats-listen", DefaultNATSListen, "host:port of the embedded nats-server's client listener, which workers connect to")
+	fs.StringVar(&c.NATSMonitorAddr, "nats-monitor-addr", DefaultNATSMonitorAddr, "host:port of the embedded nats-server's monitoring endpoints (empty: none)")
+	fs.DurationVar(&c.HopAttemptTimeout, "hop-attempt-timeout", DefaultHopAttemptTimeout, "with --transport nats: how long a first attempt waits for a worker's reply before it is sent again")
 	fs.DurationVar(&c.Timeout, "timeout", DefaultTimeout, "longest wait for one call to the inference service")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "largest request body accepted; larger ones get 413")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", DefaultMaxMessageBytes, "largest message sent to or received from the inference service; at most the service's own limit")
@@ -128,8 +152,19 @@ func (c Config) validate() error {
 	if c.HTTPAddr == "" {
 		errs = append(errs, errors.New("--http-addr is empty"))
 	}
-	if c.InferenceAddr == "" {
+	if c.Transport == "grpc" && c.InferenceAddr == "" {
 		errs = append(errs, errors.New("--inference-addr is empty"))
+	}
+	if c.Transport == "nats" {
+		if err := natstransport.ValidatePrefix(c.NATSSubjectPrefix); err != nil {
+			errs = append(errs, fmt.Errorf("--nats-subject-prefix: %w", err))
+		}
+		if c.NATSURL == "" && c.NATSListen == "" {
+			errs = append(errs, errors.New("--nats-listen is empty: the embedded nats-server (run when --nats-url is empty) needs it"))
+		}
+		if c.HopAttemptTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("--hop-attempt-timeout %v: must be positive", c.HopAttemptTimeout))
+		}
 	}
 	if !slices.Contains(Transports, c.Transport) {
 		errs = append(errs, fmt.Errorf("--transport %q: expected one of %s", c.Transport, strings.Join(Transports, ", ")))
