@@ -126,9 +126,7 @@ class Settings:
 
     serve: str = field(
         default=DEFAULT_SERVE,
-        metadata=_setting(
-            "--serve", f"front doors to open: {', '.join(FRONT_DOORS)}, or both", _front_doors
-        ),
+        metadata=_setting("--serve", "front doors: grpc, nats, or grpc,nats", _front_doors),
     )
     nats_url: str = field(
         default=DEFAULT_NATS_URL,
