@@ -236,10 +236,13 @@ func budgetMillis(d time.Duration) string {
 func (t *Transport) explain(ctx context.Context, subject, model string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		if model != "" {
-			return status.Errorf(codes.Unavailable, "no inference worker is serving model %q (no responders on %s)", model, subject)
+		if model == "" {
+			return status.Errorf(codes.Unavailable, "no inference worker is connected to NATS (no responders on %s)", subject)
 		}
-		return status.Errorf(codes.Unavailable, "no inference worker is connected to NATS (no responders on %s)", subject)
+		if t.anyWorker(ctx) {
+			return status.Errorf(codes.NotFound, "unknown model %q: no inference worker serves it (no responders on %s)", model, subject)
+		}
+		return status.Errorf(codes.Unavailable, "no inference worker is serving model %q (no responders on %s)", model, subject)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			if errors.Is(ctxErr, context.Canceled) {
@@ -258,6 +261,19 @@ func (t *Transport) explain(ctx context.Context, subject, model string, err erro
 		return status.Error(codes.Unavailable, "the NATS connection is closed: the gateway is shutting down")
 	}
 	return status.Errorf(codes.Internal, "request on %s: %v", subject, err)
+}
+
+// anyWorker reports whether some worker answers on the server subjects. It
+// tells an unknown model from an absent fleet: workers subscribe one subject
+// per model they serve, so a model nobody has heard of gets no responders
+// just as every model does when no worker runs. The first is NOT_FOUND (404,
+// as over gRPC), the second UNAVAILABLE (503, retried). The probe is made
+// only on that error path, and any answer, even an error, counts.
+func (t *Transport) anyWorker(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, t.attemptTimeout)
+	defer cancel()
+	_, err := t.nc.RequestWithContext(ctx, t.subjects.server("live"), nil)
+	return err == nil
 }
 
 // serviceErrors maps the NATS error codes of proto/README.md to gRPC codes;

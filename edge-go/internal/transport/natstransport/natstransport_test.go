@@ -218,7 +218,8 @@ func TestServiceErrors(t *testing.T) {
 }
 
 // With no worker subscribed, NATS says so at once: UNAVAILABLE long before
-// the deadline, naming the model.
+// the deadline, naming the model. When workers run but none serves the
+// model, it is unknown: NOT_FOUND.
 func TestNoResponders(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
 	tr := newTransport(t, natstransport.Config{Server: ns, Timeout: time.Minute})
@@ -235,6 +236,26 @@ func TestNoResponders(t *testing.T) {
 	_, err = tr.ServerReady(ctx, &pb.ServerReadyRequest{})
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("ServerReady with no worker: %v, want UNAVAILABLE", err)
+	}
+
+	// With a worker running that serves other models, the model is unknown.
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.QueueSubscribe(prefix+".server.live", "tandem-inference", func(m *nats.Msg) {
+		_ = m.RespondMsg(reply(t, &pb.ServerLiveResponse{Live: true}))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
+	want = `unknown model "digits": no inference worker serves it (no responders on test.oip.models.digits.infer)`
+	if st := status.Convert(err); st.Code() != codes.NotFound || st.Message() != want {
+		t.Errorf("err = %v, want NOT_FOUND %q", err, want)
 	}
 }
 
