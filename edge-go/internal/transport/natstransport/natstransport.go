@@ -86,6 +86,15 @@ func New(cfg Config) (*Transport, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	where := cfg.URL
+	if cfg.Server != nil {
+		where = embeddedURLLabel
+	}
+	server := func(nc *nats.Conn) string {
+		if cfg.Server != nil {
+			return where
+		}
+		return nc.ConnectedUrlRedacted()
+	}
 	opts := []nats.Option{
 		nats.Name(clientName),
 		// Reconnect for ever and fast: the gateway is useless without
@@ -98,13 +107,16 @@ func New(cfg Config) (*Transport, error) {
 		// of sight, for a server that may not come back in time.
 		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			log.Info("nats connected", "server", nc.ConnectedUrlRedacted())
+			log.Info("nats connected", "server", server(nc))
 		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() {
+				return // Close, on shutdown: nothing to reconnect
+			}
 			log.Warn("nats disconnected; reconnecting", "server", where, "error", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+			log.Info("nats reconnected", "server", server(nc))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
@@ -115,7 +127,6 @@ func New(cfg Config) (*Transport, error) {
 		}),
 	}
 	if cfg.Server != nil {
-		where = embeddedURLLabel
 		opts = append(opts, nats.InProcessServer(cfg.Server))
 	}
 	nc, err := nats.Connect(cfg.URL, opts...)
