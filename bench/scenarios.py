@@ -57,12 +57,15 @@ SCENARIOS = (
         "GatewayRestJson",
         hop_of="python-grpc",
     ),
+    # The same client call as python-grpc, through the gateway's edge gRPC listener:
+    # the cleanest measure of what the Go hop adds.
+    Scenario(
+        "gateway-grpc-grpc", "grpc", "gateway", "gateway", "GatewayGrpc", hop_of="python-grpc"
+    ),
     Scenario("python-grpc", "grpc", "python", "direct", "PythonGrpc"),
-    # Still to come, a line each once the gateway serves them: the binary tensor
-    # extension (kind "rest-binary", Locust user GatewayRestBinary); the gateway's edge
-    # gRPC (kind "grpc" via a gateway, GatewayGrpc, hop_of "python-grpc", with the
-    # gateway's gRPC address in run.py's Services); NATS (a nats-server process and a
-    # Gateway with --transport nats).
+    # Still to come, a line each: the binary tensor extension once the gateway serves
+    # it (kind "rest-binary", Locust user GatewayRestBinary); NATS (a nats-server
+    # process and a Gateway with --transport nats).
 )
 
 

@@ -159,6 +159,10 @@ func measure(ctx context.Context, logger *log.Logger, plan Plan, targets []*targ
 			reports[i].Steps = append(reports[i].Steps, step)
 			reports[i].CapacityRPS, reports[i].CapacityBounded = s.capacity()
 			logger.Printf("%-24s %s", t.name, step)
+			if !step.Pass {
+				took, ok := drain(t, plan)
+				logger.Printf("%-24s drained in %.1fs (quiet again: %v)", t.name, took.Seconds(), ok)
+			}
 			if err := pause(); err != nil {
 				return err
 			}

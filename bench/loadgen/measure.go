@@ -214,3 +214,24 @@ func (s Step) String() string {
 		s.OfferedRPS, s.AchievedRPS, s.Latency.P50US, s.Latency.P99US, s.Service.P99US,
 		s.SendLagP99US, s.Errors, max(0, s.Expected-s.Sent), verdict)
 }
+
+// drainLimit bounds drain; a server still slow after it is left as it is.
+const drainLimit = 30 * time.Second
+
+// drain waits, after a failed step, until the scenario's server answers a few
+// lone requests within the bound again. An overloaded server works off its
+// backlog long after the driver stops, and on shared cores that backlog would
+// count against whichever scenario runs next.
+func drain(t *target, p Plan) (time.Duration, bool) {
+	start := time.Now()
+	bound := time.Duration(p.BoundMS * float64(time.Millisecond))
+	for time.Since(start) < drainLimit {
+		probe := Closed{ErrorKinds: errorTally{}}
+		closedRound(t, p, &probe, 5)
+		if probe.Errors == 0 && len(probe.samples) > 0 && slices.Max(probe.samples) <= bound {
+			return time.Since(start), true
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return time.Since(start), false
+}
