@@ -42,6 +42,9 @@ const (
 	DefaultReadHeaderTimeout = 5 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
+	// writeTimeoutMargin is how much longer than --timeout the write
+	// timeout is by default, so that raising --timeout alone still works.
+	writeTimeoutMargin = DefaultWriteTimeout - DefaultTimeout
 	DefaultIdleTimeout       = 120 * time.Second
 	// DefaultShutdownTimeout fits in Kubernetes' default 30 s grace period.
 	DefaultShutdownTimeout = 20 * time.Second
@@ -101,7 +104,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", DefaultMaxMessageBytes, "largest message sent to or received from the inference service; at most the service's own limit")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", DefaultReadHeaderTimeout, "time to read a request's headers (0: none)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", DefaultReadTimeout, "time to read a whole request (0: none)")
-	fs.DurationVar(&c.WriteTimeout, "write-timeout", DefaultWriteTimeout, "time from the end of the headers to the end of the response (0: none); must exceed --timeout")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", DefaultWriteTimeout, "time from the end of the headers to the end of the response (0: none); must exceed --timeout, and is 20s more than --timeout unless set")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", DefaultIdleTimeout, "how long a keep-alive connection may wait for its next request (0: none)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long requests in flight get to finish after SIGTERM or SIGINT")
 	fs.TextVar(&c.LogLevel, "log-level", DefaultLogLevel, "`level`: debug, info, warn or error; requests are logged at debug, failed ones at info")
@@ -115,6 +118,11 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	}
 	if err := fillFromEnv(fs, lookupEnv); err != nil {
 		return Config{}, err
+	}
+	given := map[string]bool{} // by flag or environment
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if !given["write-timeout"] {
+		c.WriteTimeout = max(c.WriteTimeout, c.Timeout+writeTimeoutMargin)
 	}
 	if err := c.validate(); err != nil {
 		return Config{}, err

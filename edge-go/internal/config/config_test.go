@@ -67,6 +67,10 @@ func TestLoad(t *testing.T) {
 			})},
 		{"embedded nats", []string{"--transport=nats", "--nats-listen", "127.0.0.1:0", "--nats-monitor-addr", ""}, nil,
 			with(func(c *Config) { c.Transport, c.NATSListen, c.NATSMonitorAddr = "nats", "127.0.0.1:0", "" })},
+		{"write timeout follows a longer timeout", []string{"--timeout", "30s"}, nil,
+			with(func(c *Config) { c.Timeout, c.WriteTimeout = 30*time.Second, 50*time.Second })},
+		{"but not a shorter one", []string{"--timeout", "2s"}, nil,
+			with(func(c *Config) { c.Timeout = 2 * time.Second })},
 		{"zero HTTP timeouts mean none", []string{"--write-timeout", "0", "--read-timeout", "0s", "--idle-timeout", "0"}, nil,
 			with(func(c *Config) { c.WriteTimeout, c.ReadTimeout, c.IdleTimeout = 0, 0, 0 })},
 	}
@@ -102,7 +106,7 @@ func TestLoadErrors(t *testing.T) {
 		{"zero body limit", nil, map[string]string{"TANDEM_MAX_BODY_BYTES": "0"}, "--max-body-bytes 0: must be positive"},
 		{"negative message limit", []string{"--max-message-bytes", "-1"}, nil, "--max-message-bytes -1: must be positive"},
 		{"negative idle timeout", []string{"--idle-timeout", "-1s"}, nil, "--idle-timeout -1s: must not be negative"},
-		{"write timeout below timeout", []string{"--timeout", "40s"}, nil, "--write-timeout 30s: must exceed --timeout 40s, or be 0"},
+		{"write timeout below timeout", []string{"--timeout", "40s", "--write-timeout", "30s"}, nil, "--write-timeout 30s: must exceed --timeout 40s, or be 0"},
 		{"bad log level", []string{"--log-level", "loud"}, nil, `invalid value "loud" for flag -log-level`},
 		{"empty address", []string{"--inference-addr", ""}, nil, "--inference-addr is empty"},
 	}
