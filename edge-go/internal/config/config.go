@@ -45,7 +45,7 @@ const (
 	// writeTimeoutMargin is how much longer than --timeout the write
 	// timeout is by default, so that raising --timeout alone still works.
 	writeTimeoutMargin = DefaultWriteTimeout - DefaultTimeout
-	DefaultIdleTimeout       = 120 * time.Second
+	DefaultIdleTimeout = 120 * time.Second
 	// DefaultShutdownTimeout fits in Kubernetes' default 30 s grace period.
 	DefaultShutdownTimeout = 20 * time.Second
 	DefaultLogLevel        = slog.LevelInfo
