@@ -42,10 +42,7 @@ const (
 	DefaultReadHeaderTimeout = 5 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
-	// writeTimeoutMargin is how much longer than --timeout the write
-	// timeout is by default, so that raising --timeout alone still works.
-	writeTimeoutMargin = DefaultWriteTimeout - DefaultTimeout
-	DefaultIdleTimeout = 120 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
 	// DefaultShutdownTimeout fits in Kubernetes' default 30 s grace period.
 	DefaultShutdownTimeout = 20 * time.Second
 	DefaultLogLevel        = slog.LevelInfo
@@ -53,6 +50,10 @@ const (
 	// EnvPrefix starts the name of every environment variable.
 	EnvPrefix = "TANDEM_"
 )
+
+// writeTimeoutMargin is how much longer than --timeout the write timeout is
+// unless set, so that raising --timeout alone still works.
+const writeTimeoutMargin = DefaultWriteTimeout - DefaultTimeout
 
 // Transports lists the values --transport accepts.
 var Transports = []string{"grpc", "nats"}
