@@ -219,6 +219,11 @@ func call[Resp proto.Message](ctx context.Context, t *Transport, subject, model 
 		t.inject(ctx, HeaderCarrier(msg.Header))
 	}
 
+	// Before the first connection the client knows nothing of the server
+	// (not even that it takes headers), so say plainly what is wrong.
+	if !t.nc.IsConnected() {
+		return zero, t.notConnected()
+	}
 	reply, err := t.nc.RequestMsgWithContext(attemptCtx, msg)
 	if err != nil {
 		return zero, t.explain(ctx, subject, model, err)
@@ -267,7 +272,7 @@ func (t *Transport) explain(ctx context.Context, subject, model string, err erro
 			"request too large: with its headers it takes more than the %d bytes the NATS server accepts in one message (its max_payload)", t.nc.MaxPayload()))
 	case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrDisconnected),
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoServers):
-		return status.Errorf(codes.Unavailable, "not connected to the NATS server (%s); reconnecting", t.where)
+		return t.notConnected()
 	case errors.Is(err, nats.ErrConnectionClosed):
 		return status.Error(codes.Unavailable, "the NATS connection is closed: the gateway is shutting down")
 	}
@@ -285,6 +290,10 @@ func (t *Transport) anyWorker(ctx context.Context) bool {
 	defer cancel()
 	_, err := t.nc.RequestWithContext(ctx, t.subjects.server("live"), nil)
 	return err == nil
+}
+
+func (t *Transport) notConnected() error {
+	return status.Errorf(codes.Unavailable, "not connected to the NATS server (%s); reconnecting", t.where)
 }
 
 // serviceErrors maps the NATS error codes of proto/README.md to gRPC codes;

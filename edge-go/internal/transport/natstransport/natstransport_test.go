@@ -3,6 +3,7 @@ package natstransport_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -453,6 +454,29 @@ func TestReconnect(t *testing.T) {
 	})
 	startServer(t, addr, 1<<20)
 	eventually(t, ready) // the worker reconnects as well
+}
+
+// A gateway may start before its NATS server: calls are UNAVAILABLE until
+// the server is up, and then succeed without a restart.
+func TestConnectLater(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	tr := newTransport(t, natstransport.Config{URL: "nats://" + addr})
+	_, err = tr.ServerReady(t.Context(), &pb.ServerReadyRequest{})
+	want := "not connected to the NATS server (nats://" + addr + "); reconnecting"
+	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != want {
+		t.Errorf("before the server is up: %v, want UNAVAILABLE %q", err, want)
+	}
+	ns := startServer(t, addr, 1<<20)
+	startWorker(t, ns.ClientURL(), echo(t))
+	eventually(t, func() error {
+		_, err := tr.ServerReady(t.Context(), &pb.ServerReadyRequest{})
+		return err
+	})
 }
 
 // eventually waits up to 10 s for f to succeed.
