@@ -19,8 +19,12 @@ import (
 // messages, and one big message holds up every other on its connection.
 const MaxPayloadLimit = server.MAX_PAYLOAD_MAX_SIZE
 
-// readyTimeout bounds the wait for the server to accept connections.
-const readyTimeout = 10 * time.Second
+// readyTimeout bounds the wait for the server to accept connections,
+// checked every readyPoll.
+const (
+	readyTimeout = 10 * time.Second
+	readyPoll    = 20 * time.Millisecond
+)
 
 // Config says where the server listens.
 type Config struct {
@@ -69,13 +73,27 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
 	}
-	if cfg.Logger != nil {
-		ns.SetLogger(logger{cfg.Logger.With("component", "nats-server")}, false, false)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
+	// The server reports a listener it cannot open as fatal, in its log
+	// only: watch for that rather than wait out readyTimeout.
+	fatal := make(chan string, 1)
+	ns.SetLogger(logger{log: log.With("component", "nats-server"), fatal: fatal}, false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(readyTimeout) {
-		ns.Shutdown()
-		return nil, fmt.Errorf("nats server: not accepting connections on %s after %v (is the port in use?)", cfg.Listen, readyTimeout)
+	deadline := time.Now().Add(readyTimeout)
+	for !ns.ReadyForConnections(readyPoll) {
+		select {
+		case msg := <-fatal:
+			ns.Shutdown()
+			return nil, fmt.Errorf("nats server: %s", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			ns.Shutdown()
+			return nil, fmt.Errorf("nats server: not accepting connections on %s after %v", cfg.Listen, readyTimeout)
+		}
 	}
 	return &Server{ns}, nil
 }
@@ -107,12 +125,23 @@ func splitAddr(addr string) (string, int, error) {
 	return host, port, nil
 }
 
-// logger writes the server's log through slog.
-type logger struct{ log *slog.Logger }
+// logger writes the server's log through slog, and passes on the first
+// fatal error.
+type logger struct {
+	log   *slog.Logger
+	fatal chan<- string
+}
 
 func (l logger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
 func (l logger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l logger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l logger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l logger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l logger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l logger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+func (l logger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l logger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l logger) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,83 @@
+package natsserver
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+func TestSplitAddr(t *testing.T) {
+	tests := []struct {
+		addr     string
+		host     string
+		port     int
+		wantFail bool
+	}{
+		{"127.0.0.1:4222", "127.0.0.1", 4222, false},
+		{":4222", "0.0.0.0", 4222, false},
+		{"127.0.0.1:0", "127.0.0.1", server.RANDOM_PORT, false}, // to nats-server, 0 is 4222
+		{"[::1]:4222", "::1", 4222, false},
+		{"4222", "", 0, true},
+		{"host:port", "", 0, true},
+		{"host:70000", "", 0, true},
+	}
+	for _, tt := range tests {
+		host, port, err := splitAddr(tt.addr)
+		if (err != nil) != tt.wantFail || host != tt.host || port != tt.port {
+			t.Errorf("splitAddr(%q) = %q, %d, %v; want %q, %d, failure %v", tt.addr, host, port, err, tt.host, tt.port, tt.wantFail)
+		}
+	}
+}
+
+// The server takes TCP clients with the configured max_payload, and serves
+// its monitoring endpoints.
+func TestStart(t *testing.T) {
+	ns, err := Start(Config{Listen: "127.0.0.1:0", MonitorAddr: "127.0.0.1:0", MaxPayload: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Stop()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if got := nc.MaxPayload(); got != 4096 {
+		t.Errorf("max payload %d, want 4096", got)
+	}
+	resp, err := http.Get("http://" + ns.MonitorAddr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %d", resp.StatusCode)
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	tests := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Listen: "nowhere", MaxPayload: 1}, "nats listen address"},
+		{Config{Listen: "127.0.0.1:0", MonitorAddr: "x", MaxPayload: 1}, "nats monitor address"},
+		{Config{Listen: "127.0.0.1:0", MaxPayload: 0}, "nats max payload 0"},
+		{Config{Listen: "127.0.0.1:0", MaxPayload: MaxPayloadLimit + 1}, "must be between 1 and 8388608"},
+		{Config{Listen: taken.Addr().String(), MaxPayload: 1}, "address already in use"},
+	}
+	for _, tt := range tests {
+		if _, err := Start(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Start(%+v) = %v, want an error containing %q", tt.cfg, err, tt.want)
+		}
+	}
+}
