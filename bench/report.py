@@ -29,6 +29,10 @@ ADDED_P99_TARGET_US = 300.0
 GATEWAY_RSS_TARGET_MB = 40.0
 
 PLOTS = ("latency_vs_rate.png", "latency_cdf.png", "cpu_vs_rate.png")
+# The samples' name for every process on the machine that is not part of the run.
+OTHERS = "others"
+# Mean CPU of other processes during the sweep above which the summary warns.
+NOISY_OTHERS_PCT = 10.0
 MB = 1e6
 
 
@@ -138,15 +142,38 @@ def _headline(rows: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]])
         )
     if added:
         head["added_latency"] = added
-    gateway_rss = [s[name]["rss"] for s in samples for name in s if name.startswith("gateway")]
-    if gateway_rss:
-        peak = max(gateway_rss) / MB
+    overall = [s[n]["rss"] / MB for s in samples for n in s if n.startswith("gateway")]
+    # Past capacity the driver holds up to max_in_flight connections open, each with
+    # its buffers and goroutines; the target is about serving, so it is judged on
+    # the steps that passed, and the overall peak is shown beside it.
+    serving = [
+        v["rss_mb"]
+        for r in rows
+        for st in r["steps"]
+        if st["pass"]
+        for n, v in st["processes"].items()
+        if n.startswith("gateway")
+    ]
+    if overall:
+        peak = max(serving) if serving else max(overall)
         head["gateway_peak_rss_mb"] = {
             "value": round(peak, 1),
+            "overall": round(max(overall), 1),
             "target": GATEWAY_RSS_TARGET_MB,
             "met": peak <= GATEWAY_RSS_TARGET_MB,
         }
     return head
+
+
+def _others(result: dict[str, Any], samples: Sequence[dict[str, Any]]) -> float:
+    """Mean CPU (% of one core) of processes outside the run, over all sweep steps."""
+    steps = [st for r in result["scenarios"] for st in r["steps"]]
+    inside = [
+        s[OTHERS]["cpu"]
+        for s in samples
+        if OTHERS in s and any(st["started"] <= s["t"] <= st["ended"] for st in steps)
+    ]
+    return round(sum(inside) / len(inside), 1) if inside else 0.0
 
 
 def _machine() -> dict[str, Any]:
@@ -188,7 +215,7 @@ def write_report(
     peaks: dict[str, float] = {}
     for s in samples:
         for name, v in s.items():
-            if name != "t":
+            if name not in ("t", OTHERS):
                 peaks[name] = max(peaks.get(name, 0.0), v["rss"] / MB)
     summary: dict[str, Any] = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -201,6 +228,7 @@ def write_report(
             "run, with scenarios interleaved step by step."
         ),
         "settings": settings,
+        "others_cpu_pct": _others(result, samples),
         "headline": _headline(rows, samples),
         "peak_rss_mb": {k: round(v, 1) for k, v in sorted(peaks.items())},
         "scenarios": rows,
@@ -233,6 +261,13 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"{summary['machine']['cpus']} cores. {summary['note']}",
         "",
     ]
+    if summary["others_cpu_pct"] > NOISY_OTHERS_PCT:
+        lines += [
+            f"**Not a quiet machine: other processes used {summary['others_cpu_pct']:.0f}% of "
+            "a core on average during the sweeps** (`others` in the CPU figures); the "
+            "capacities are lower and noisier than this machine alone would give.",
+            "",
+        ]
     if summary["mode"] == "quick":
         lines += ["**Quick mode: a smoke test of the pipeline; the figures mean nothing.**", ""]
     lines += ["## Headline", ""]
@@ -253,8 +288,9 @@ def _markdown(summary: dict[str, Any]) -> str:
     rss = head.get("gateway_peak_rss_mb")
     if rss:
         lines.append(
-            f"- Gateway peak RSS: **{rss['value']} MB** (target ≤ {rss['target']:g} MB: "
-            f"{_verdict(rss['met'])})"
+            f"- Gateway peak RSS while serving within the bound: **{rss['value']} MB** (target "
+            f"≤ {rss['target']:g} MB: {_verdict(rss['met'])}); {rss['overall']} MB over the "
+            "whole run, overload included"
         )
     lines += [
         "",

@@ -41,7 +41,7 @@ from stack import GATEWAY, MODELS, PYTHON, ROOT, Ports, Process, Stack, free_por
 from tandem_inference.pb import grpc_service_pb2 as pb  # noqa: E402
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
 
-from report import write_locust_report, write_report  # noqa: E402
+from report import OTHERS, write_locust_report, write_report  # noqa: E402
 from scenarios import FULL, GATEWAYS, MODEL, QUICK, SCENARIOS, Scenario, Settings  # noqa: E402
 
 LOADGEN = BENCH / "bin" / "loadgen"
@@ -168,6 +168,10 @@ class Sampler(threading.Thread):
             except psutil.NoSuchProcess:
                 continue
             row[name] = {"cpu": cpu, "rss": rss}
+        # Whatever else ran on the machine: on shared cores, the noise in the figures.
+        machine = psutil.cpu_percent(None) * (psutil.cpu_count() or 1)
+        ours = sum(v["cpu"] for k, v in row.items() if k != "t")
+        row[OTHERS] = {"cpu": max(0.0, machine - ours), "rss": 0}
         return row
 
     def run(self) -> None:
@@ -210,7 +214,7 @@ def drive(
             argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
     pids = {name: p.popen.pid for name, p in services.processes.items() if p.popen is not None}
-    sampler = Sampler({**pids, "loadgen": driver.pid})
+    sampler = Sampler({**pids, "loadgen": driver.pid, "runner": os.getpid()})
     sampler.start()
     # The driver bounds itself (max_steps, per-step duration and timeout); this is
     # a last line of defence against a hang, not a schedule.
@@ -246,7 +250,7 @@ def locust(
             proc = subprocess.Popen(  # noqa: S603 (our own venv and paths)
                 [*argv, s.locust], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
             )
-        sampler = Sampler({**pids, "locust": proc.pid})
+        sampler = Sampler({**pids, "locust": proc.pid, "runner": os.getpid()})
         started = time.time()
         sampler.start()
         try:
