@@ -152,7 +152,7 @@ class Stack:
         """A standalone nats-server; waits until it takes connections."""
         argv = [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.ports.nats)]
         proc = self._spawn("nats-server", [*argv, "-m", str(self.ports.nats_monitor)])
-        _wait_port(self.ports.nats, proc, self)
+        wait_port(self.ports.nats, proc, self)
         return proc
 
     def restart_nats(self) -> Process:
@@ -185,7 +185,7 @@ class Stack:
             self.start_nats()
         gateway = self.start_gateway()
         if self.embedded_nats:
-            _wait_port(self.ports.nats, gateway, self)
+            wait_port(self.ports.nats, gateway, self)
         for i in range(self.workers):
             self.start_python("inference-py" if i == 0 else f"inference-py-{i + 1}")
         self.wait_ready(timeout)
@@ -227,7 +227,7 @@ class Stack:
         self.stop()
 
 
-def _wait_port(port: int, proc: Process, stack: Stack, timeout: float = 30.0) -> None:
+def wait_port(port: int, proc: Process, stack: Stack, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.running:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import infer_body, probabilities
-from stack import Stack
+from stack import Stack, wait_port
 
 Digits = tuple[np.ndarray, np.ndarray]
 INFER = "oip.v2.models.digits.infer"
@@ -130,16 +129,14 @@ def test_worker_killed_under_load(
 
 def test_no_worker_is_503_at_once() -> None:
     """With nobody subscribed, NATS says so at once: 503, not a wait for the 30 s hop timeout."""
-    s = Stack(transport="nats", workers=0, gateway_args=["--timeout", "30s"])
+    s = Stack(
+        transport="nats", workers=0, gateway_args=["--timeout", "30s", "--write-timeout", "60s"]
+    )
     try:
         s.start_nats()
-        s.start_gateway()
+        wait_port(s.ports.http, s.start_gateway(), s)
         # A client that gives up long before the hop timeout: only an immediate answer passes.
         with httpx.Client(base_url=s.rest_url, timeout=3) as c:
-            for _ in range(100):
-                if c.get("/v2/health/live").status_code == 200:
-                    break
-                time.sleep(0.05)
             r = c.post("/v2/models/digits/infer", json=infer_body(np.zeros(64)))
             assert r.status_code == 503, r.text
             assert "digits" in r.json()["error"]
