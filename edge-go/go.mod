@@ -3,6 +3,7 @@ module github.com/tandem-ml/tandem/edge-go
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261012220534-4341edf3f941

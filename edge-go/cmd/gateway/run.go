@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 
+	"github.com/tandem-ml/tandem/edge-go/internal/coalesce"
 	"github.com/tandem-ml/tandem/edge-go/internal/config"
 	"github.com/tandem-ml/tandem/edge-go/internal/edgegrpc"
 	"github.com/tandem-ml/tandem/edge-go/internal/httpserver"
@@ -53,11 +56,17 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 // It closes them, and then the transport once the last request has been
 // answered (and after it the embedded nats-server, if any).
 func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listeners) (err error) {
+	rules, err := loadRouting(log, cfg)
+	if err != nil {
+		ls.close()
+		return err
+	}
 	tr, err := newTransport(log, cfg)
 	if err != nil {
 		ls.close()
 		return err
 	}
+	tr = coalesce.New(tr, rules, hopMessageBytes(cfg))
 	defer func() {
 		if closeErr := tr.Close(); closeErr != nil && err == nil {
 			err = closeErr
@@ -118,6 +127,37 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		"version", version)
 	wg.Wait()
 	return errors.Join(httpErr, grpcErr)
+}
+
+// loadRouting reads --routing, when given: the per-model rules of request
+// coalescing.
+func loadRouting(log *slog.Logger, cfg config.Config) (map[string]coalesce.Rule, error) {
+	if cfg.RoutingFile == "" {
+		return nil, nil
+	}
+	rules, err := coalesce.LoadRules(cfg.RoutingFile)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(rules)) {
+		if r := rules[name]; r.Coalesce {
+			log.Info("coalescing infer requests", "model", name, "max_rows", r.MaxRows, "max_in_flight", r.MaxInFlight)
+		}
+	}
+	return rules, nil
+}
+
+// hopMessageBytes bounds a merged request: what the hop carries. Over NATS
+// that is also the server's max_payload, which for a server of someone
+// else's (--nats-url) is taken to be NATS's default, 1 MiB.
+func hopMessageBytes(cfg config.Config) int {
+	switch {
+	case cfg.Transport != "nats":
+		return cfg.MaxMessageBytes
+	case cfg.NATSURL == "":
+		return min(cfg.MaxMessageBytes, natsserver.MaxPayloadLimit)
+	}
+	return min(cfg.MaxMessageBytes, 1<<20)
 }
 
 // newTransport builds the configured transport, with one retry on

@@ -81,6 +81,10 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 
 	LogLevel slog.Level
+
+	// RoutingFile is the per-model routing file (TOML; request coalescing);
+	// empty: no coalescing.
+	RoutingFile string
 }
 
 // Load parses args (without the program name) and fills what they leave out
@@ -109,6 +113,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", DefaultIdleTimeout, "how long a keep-alive connection may wait for its next request (0: none)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long requests in flight get to finish after SIGTERM or SIGINT")
 	fs.TextVar(&c.LogLevel, "log-level", DefaultLogLevel, "`level`: debug, info, warn or error; requests are logged at debug, failed ones at info")
+	fs.StringVar(&c.RoutingFile, "routing", "", "`file` of per-model routing settings (TOML; request coalescing, see edge-go/routing.toml); empty: none")
 
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + EnvName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {

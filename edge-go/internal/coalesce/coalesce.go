@@ -1,0 +1,328 @@
+// Package coalesce merges concurrent infer requests for the same model into
+// fewer, larger calls to the inference service, and splits each answer back
+// per caller. The service's cost is per call (decoding, queueing, the event
+// loop), not per row, so one call of 64 rows costs little more than one of 1.
+//
+// It is a transport.Transport decorator, so both edges (REST and gRPC) and
+// both transports get it. Only the models a rule names are coalesced, and it
+// never delays a request that has nothing to merge with: while fewer than
+// MaxInFlight calls are in flight for a key, a request goes out at once; only
+// beyond that do arrivals queue, and each call that finishes sends whatever
+// queued (up to MaxRows) as its successor.
+package coalesce
+
+import (
+	"context"
+	"maps"
+	"math"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+)
+
+// New returns a Transport that coalesces the infer requests of the models
+// rules name with Coalesce set and passes every other call to next as it is.
+// maxMessageBytes bounds the size of a merged request: merging never builds
+// one that the hop would refuse.
+func New(next transport.Transport, rules map[string]Rule, maxMessageBytes int) transport.Transport {
+	active := map[string]Rule{}
+	for name, r := range rules {
+		if r.Coalesce {
+			active[name] = r
+		}
+	}
+	if len(active) == 0 {
+		return next
+	}
+	if maxMessageBytes <= 0 {
+		maxMessageBytes = math.MaxInt
+	}
+	return &coalescer{
+		Transport: next,
+		rules:     active,
+		maxBytes:  maxMessageBytes,
+		lanes:     map[string]*lane{},
+	}
+}
+
+type coalescer struct {
+	transport.Transport // every call but ModelInfer passes through
+	rules               map[string]Rule
+	maxBytes            int
+
+	mu    sync.Mutex
+	lanes map[string]*lane // by signature; removed when idle
+}
+
+// A lane is the calls in flight and the requests queued for one key.
+// Invariant: requests queue only while inFlight == rule.MaxInFlight.
+type lane struct {
+	key      string
+	rule     Rule
+	inFlight int
+	queue    []*waiter
+}
+
+// A waiter is a caller queued in a lane.
+type waiter struct {
+	ctx  context.Context
+	req  *pb.ModelInferRequest
+	sig  *signature
+	done chan result // buffered: the sender never waits for the caller
+	// Guarded by coalescer.mu:
+	queued bool
+	left   bool        // its caller has gone
+	call   *mergedCall // the call that took it, once taken
+}
+
+type result struct {
+	resp *pb.ModelInferResponse
+	err  error
+	solo bool // send the request on its own (the merged call could not serve it)
+}
+
+// A mergedCall is one call made for several waiters; its context ends when
+// the last of them has left.
+type mergedCall struct {
+	cancel context.CancelFunc
+	left   int // guarded by coalescer.mu
+	size   int
+}
+
+func (c *coalescer) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	rule, ok := c.rules[req.GetModelName()]
+	if !ok {
+		return c.Transport.ModelInfer(ctx, req)
+	}
+	sig, ok := signatureOf(req)
+	if !ok || sig.rows > rule.MaxRows {
+		return c.Transport.ModelInfer(ctx, req)
+	}
+
+	c.mu.Lock()
+	l := c.lanes[sig.key]
+	if l == nil {
+		l = &lane{key: sig.key, rule: rule}
+		c.lanes[sig.key] = l
+	}
+	if l.inFlight < rule.MaxInFlight {
+		// Nothing to wait for: go at once, on the caller's own goroutine.
+		l.inFlight++
+		c.mu.Unlock()
+		resp, err := c.Transport.ModelInfer(ctx, req)
+		if next := c.finished(l); next != nil {
+			go c.run(l, next)
+		}
+		return resp, err
+	}
+	w := &waiter{ctx: ctx, req: req, sig: sig, done: make(chan result, 1), queued: true}
+	l.queue = append(l.queue, w)
+	c.mu.Unlock()
+
+	select {
+	case r := <-w.done:
+		if r.solo {
+			return c.Transport.ModelInfer(ctx, req)
+		}
+		return r.resp, r.err
+	case <-ctx.Done():
+		c.leave(l, w)
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// leave takes a waiter whose caller went away out of its queue, so that it is
+// never sent, or, when a call already took it, lets that call end once no
+// caller waits for it any more.
+func (c *coalescer) leave(l *lane, w *waiter) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w.queued {
+		for i, q := range l.queue {
+			if q == w {
+				l.queue = append(l.queue[:i], l.queue[i+1:]...)
+				break
+			}
+		}
+		w.queued = false
+		return
+	}
+	w.left = true
+	if call := w.call; call != nil {
+		call.left++
+		if call.left == call.size {
+			call.cancel()
+		}
+	}
+}
+
+// finished is called when a call of the lane ends: it takes the next batch
+// from the queue, which inherits the call's slot, or frees the slot.
+func (c *coalescer) finished(l *lane) []*waiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(l.queue) == 0 {
+		l.inFlight--
+		if l.inFlight == 0 {
+			delete(c.lanes, l.key)
+		}
+		return nil
+	}
+	rows, bytes := 0, 0
+	n := 0
+	for _, w := range l.queue {
+		if n > 0 && (rows+w.sig.rows > l.rule.MaxRows || bytes+w.sig.bytes > c.maxBytes-w.sig.overhead) {
+			break
+		}
+		rows += w.sig.rows
+		bytes += w.sig.bytes
+		n++
+	}
+	batch := make([]*waiter, n)
+	copy(batch, l.queue)
+	// Shift rather than reslice, so the queue's array does not creep
+	// forward and keep taken waiters alive.
+	rest := copy(l.queue, l.queue[n:])
+	clear(l.queue[rest:])
+	l.queue = l.queue[:rest]
+	for _, w := range batch {
+		w.queued = false
+	}
+	return batch
+}
+
+// run makes the calls of one slot of the lane until its queue is empty.
+func (c *coalescer) run(l *lane, batch []*waiter) {
+	for batch != nil {
+		if len(batch) == 1 {
+			w := batch[0]
+			resp, err := c.Transport.ModelInfer(w.ctx, w.req)
+			w.done <- result{resp: resp, err: err}
+		} else {
+			c.merged(batch)
+		}
+		batch = c.finished(l)
+	}
+}
+
+// merged makes one call for a batch of waiters and answers each of them.
+func (c *coalescer) merged(batch []*waiter) {
+	ctx, call := c.mergedContext(batch)
+	defer call.cancel()
+	req, buf := merge(batch)
+	resp, err := c.Transport.ModelInfer(ctx, req)
+	putBuffers(buf)
+	if err != nil {
+		// A request the service refuses never fails the others: each is
+		// sent again on its own, and the bad one gets its own answer.
+		solo := status.Code(err) == codes.InvalidArgument
+		for _, w := range batch {
+			w.done <- result{err: err, solo: solo}
+		}
+		return
+	}
+	parts, ok := split(resp, batch)
+	for i, w := range batch {
+		if !ok {
+			// An answer that cannot be split by rows (a model without a
+			// batch dimension that a rule names by mistake, typed
+			// contents): each request goes on its own.
+			w.done <- result{solo: true}
+			continue
+		}
+		w.done <- result{resp: parts[i]}
+	}
+}
+
+// mergedContext is the context of a merged call: the first caller's values
+// (its trace), the latest of the callers' deadlines, and cancelled when every
+// caller has left.
+func (c *coalescer) mergedContext(batch []*waiter) (context.Context, *mergedCall) {
+	var deadline time.Time
+	bounded := true
+	for _, w := range batch {
+		d, ok := w.ctx.Deadline()
+		if !ok {
+			bounded = false
+			break
+		}
+		if d.After(deadline) {
+			deadline = d
+		}
+	}
+	ctx := context.WithoutCancel(batch[0].ctx)
+	var cancel context.CancelFunc
+	if bounded {
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	call := &mergedCall{cancel: cancel, size: len(batch)}
+	c.mu.Lock()
+	for _, w := range batch {
+		w.call = call
+		if w.left { // left between being taken and now
+			call.left++
+		}
+	}
+	if call.left == call.size {
+		cancel()
+	}
+	c.mu.Unlock()
+	return ctx, call
+}
+
+// split cuts a merged response into one response per waiter, each holding
+// its own rows: sub-slices of the merged raw outputs, not copies.
+func split(resp *pb.ModelInferResponse, batch []*waiter) ([]*pb.ModelInferResponse, bool) {
+	outputs, raw := resp.GetOutputs(), resp.GetRawOutputContents()
+	if len(raw) != len(outputs) {
+		return nil, false
+	}
+	total := 0
+	for _, w := range batch {
+		total += w.sig.rows
+	}
+	// Where each output's rows start, per waiter, plus the end.
+	cuts := make([][]int, len(outputs))
+	for i, out := range outputs {
+		shape := out.GetShape()
+		if len(shape) == 0 || shape[0] != int64(total) || out.GetContents() != nil {
+			return nil, false
+		}
+		var ok bool
+		if cuts[i], ok = rowCuts(out.GetDatatype(), shape, raw[i], batch); !ok {
+			return nil, false
+		}
+	}
+	parts := make([]*pb.ModelInferResponse, len(batch))
+	for k, w := range batch {
+		part := &pb.ModelInferResponse{
+			ModelName:         resp.GetModelName(),
+			ModelVersion:      resp.GetModelVersion(),
+			Id:                w.req.GetId(),
+			Parameters:        maps.Clone(resp.GetParameters()),
+			Outputs:           make([]*pb.ModelInferResponse_InferOutputTensor, len(outputs)),
+			RawOutputContents: make([][]byte, len(outputs)),
+		}
+		for i, out := range outputs {
+			shape := make([]int64, len(out.GetShape()))
+			copy(shape, out.GetShape())
+			shape[0] = int64(w.sig.rows)
+			part.Outputs[i] = &pb.ModelInferResponse_InferOutputTensor{
+				Name:       out.GetName(),
+				Datatype:   out.GetDatatype(),
+				Shape:      shape,
+				Parameters: maps.Clone(out.GetParameters()),
+			}
+			part.RawOutputContents[i] = raw[i][cuts[i][k]:cuts[i][k+1]:cuts[i][k+1]]
+		}
+		parts[k] = part
+	}
+	return parts, true
+}
