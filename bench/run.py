@@ -168,7 +168,8 @@ class Sampler(threading.Thread):
             except psutil.NoSuchProcess:
                 continue
             row[name] = {"cpu": cpu, "rss": rss}
-        # Whatever else ran on the machine: on shared cores, the noise in the figures.
+        # Whatever else ran on the machine (this runner's own sampling included, a few
+        # percent): on shared cores, the noise in the figures.
         machine = psutil.cpu_percent(None) * (psutil.cpu_count() or 1)
         ours = sum(v["cpu"] for k, v in row.items() if k != "t")
         row[OTHERS] = {"cpu": max(0.0, machine - ours), "rss": 0}
@@ -214,7 +215,7 @@ def drive(
             argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
     pids = {name: p.popen.pid for name, p in services.processes.items() if p.popen is not None}
-    sampler = Sampler({**pids, "loadgen": driver.pid, "runner": os.getpid()})
+    sampler = Sampler({**pids, "loadgen": driver.pid})
     sampler.start()
     # The driver bounds itself (max_steps, per-step duration and timeout); this is
     # a last line of defence against a hang, not a schedule.
@@ -250,7 +251,7 @@ def locust(
             proc = subprocess.Popen(  # noqa: S603 (our own venv and paths)
                 [*argv, s.locust], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
             )
-        sampler = Sampler({**pids, "locust": proc.pid, "runner": os.getpid()})
+        sampler = Sampler({**pids, "locust": proc.pid})
         started = time.time()
         sampler.start()
         try:
