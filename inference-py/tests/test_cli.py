@@ -25,7 +25,9 @@ COMMAND = [sys.executable, "-m", "tandem_inference"]
 
 
 def clean_environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+    """No stray TANDEM_* or OTEL_*; metrics on a free port, so that tests never collide."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TANDEM_", "OTEL_"))}
+    return {**env, "TANDEM_METRICS_ADDR": "127.0.0.1:0"}
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from tandem_inference.grpc_server import SERVICE_NAME, GrpcServer
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
 from tandem_inference.repository import ModelRepository
+from tandem_inference.runner import Timing
 from tandem_inference.service import SERVER_NAME, InferenceService
 from tandem_inference.settings import Settings
 
@@ -155,7 +156,10 @@ class FailingRunner:
     """A runner with a bug in it: the front door must answer INTERNAL, not UNKNOWN."""
 
     async def infer(
-        self, inputs: Mapping[str, np.ndarray], deadline: float | None = None
+        self,
+        inputs: Mapping[str, np.ndarray],
+        deadline: float | None = None,
+        timing: Timing | None = None,
     ) -> dict[str, np.ndarray]:
         raise RuntimeError("a bug")
 
@@ -209,10 +213,13 @@ class DeadlineRecorder(FailingRunner):
         self.deadlines: list[float | None] = []
 
     async def infer(
-        self, inputs: Mapping[str, np.ndarray], deadline: float | None = None
+        self,
+        inputs: Mapping[str, np.ndarray],
+        deadline: float | None = None,
+        timing: Timing | None = None,
     ) -> dict[str, np.ndarray]:
         self.deadlines.append(deadline)
-        return await super().infer(inputs, deadline)
+        return await super().infer(inputs, deadline, timing)
 
 
 async def test_the_grpc_deadline_reaches_the_runner(model_repository: Path) -> None:

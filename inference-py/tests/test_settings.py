@@ -53,9 +53,13 @@ def test_every_field_has_a_flag_and_an_env_twin() -> None:
             "a.b",
             "--nats-queue-group",
             "q",
+            "--metrics-addr",
+            "127.0.0.1:9",
         ]
     )
-    assert s == Settings(Path("/m"), "h:1", "error", 0.5, 1024, "nats", "nats://n:1", "a.b", "q")
+    assert s == Settings(
+        Path("/m"), "h:1", "error", 0.5, 1024, "nats", "nats://n:1", "a.b", "q", "127.0.0.1:9"
+    )
     env = {
         Settings.env_name(f): v for f, v in [("model_repository", "/e"), ("max_message_bytes", "7")]
     }
@@ -74,6 +78,7 @@ def test_every_field_has_a_flag_and_an_env_twin() -> None:
         (["--nats-subject-prefix", "oip.*"], {}, "--nats-subject-prefix='oip.*': not a NATS"),
         (["--nats-subject-prefix", "oip..v2"], {}, "--nats-subject-prefix='oip..v2': not a"),
         (["--nats-queue-group", "a b"], {}, "--nats-queue-group='a b': use letters"),
+        (["--metrics-addr", "9001"], {}, "--metrics-addr='9001': not host:port"),
     ],
 )
 def test_unusable_values_name_their_source(
@@ -101,3 +106,9 @@ def test_front_doors(serve: str, doors: tuple[str, ...]) -> None:
 def test_frozen() -> None:
     with pytest.raises(AttributeError):
         Settings().grpc_addr = "x"  # type: ignore[misc]
+
+
+def test_an_empty_metrics_addr_turns_metrics_off() -> None:
+    assert Settings().metrics_addr == "0.0.0.0:9001"
+    assert settings([], {"TANDEM_METRICS_ADDR": ""}).metrics_addr == ""
+    assert settings(["--metrics-addr", "[::1]:0"]).metrics_addr == "[::1]:0"

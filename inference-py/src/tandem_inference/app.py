@@ -10,7 +10,10 @@ cannot answer yet never takes requests from one that can.
 
 On a stop signal each front door stops taking requests and answers those it has
 taken (gRPC within the grace period, NATS draining its subscriptions), then the
-model threads stop.
+model threads stop and the spans still buffered are exported.
+
+Tracing (telemetry.py) is set up from the OTEL_* variables before anything else;
+the metrics endpoint listens on `--metrics-addr` for the whole life of the process.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Protocol
 
+from tandem_inference import telemetry
 from tandem_inference.grpc_server import GrpcServer
+from tandem_inference.metrics import MetricsServer
 from tandem_inference.nats_worker import NatsWorker
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import InferenceService
@@ -53,6 +58,20 @@ def front_doors(service: InferenceService, settings: Settings) -> list[FrontDoor
 async def serve(settings: Settings) -> None:
     """Run until a stop signal; raises ModelConfigError when a model cannot be loaded."""
     repository = ModelRepository(settings.model_repository)
+    tracing = telemetry.setup()
+    metrics_server = MetricsServer(settings.metrics_addr) if settings.metrics_addr else None
+    try:
+        if metrics_server is not None:
+            metrics_server.start()
+        await _serve(settings, repository)
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
+        # Off the loop: a collector that does not answer must not stall the stop.
+        await asyncio.to_thread(telemetry.shutdown, tracing)
+
+
+async def _serve(settings: Settings, repository: ModelRepository) -> None:
     doors = front_doors(InferenceService(repository), settings)
 
     stop = asyncio.Event()

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections import Counter, deque
 from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tandem_inference import metrics
 from tandem_inference.errors import DeadlineExceeded, Internal, ResourceExhausted, Unavailable
+from tandem_inference.runner import BatchRun, Timing
 
 if TYPE_CHECKING:
     from tandem_inference.backends import Backend
@@ -53,8 +56,8 @@ Outputs = dict[str, np.ndarray]
 class BatchStats:
     """What the batcher ran: the batch size (rows) of every model call.
 
-    The tests read it to see batching happen; telemetry turns it into the
-    `tandem_batch_size` histogram and a span attribute.
+    The tests read it to see batching happen; the `tandem_inference_batch_size`
+    histogram and the `tandem.batch_size` span attribute report the same to operators.
     """
 
     def __init__(self) -> None:
@@ -78,7 +81,9 @@ class _Queued:
     signature: Hashable
     future: asyncio.Future[Outputs]
     deadline: float | None
-    queued_at: float
+    queued_at: float  # loop time, for the deadline and the delay
+    queued_ns: int  # time.monotonic_ns(), the clock of BatchRun
+    timing: Timing | None
 
 
 class DynamicBatcher:
@@ -87,6 +92,10 @@ class DynamicBatcher:
     def __init__(self, backend: Backend, config: ModelConfig) -> None:
         self._backend = backend
         self._name = config.name
+        labels = (config.name, config.backend)
+        self._batch_size = metrics.BATCH_SIZE.labels(*labels)
+        self._queue_seconds = metrics.QUEUE_SECONDS.labels(*labels)
+        self._execute_seconds = metrics.EXECUTE_SECONDS.labels(*labels)
         self._batched = config.batched
         # A model without a batch dimension takes one request per call.
         self._max_rows = config.max_batch_size if config.batched else 1
@@ -104,9 +113,21 @@ class DynamicBatcher:
             max_workers=1, thread_name_prefix=f"tandem-model-{config.name}"
         )
         self.stats = BatchStats()
+        metrics.QUEUE_DEPTH.watch(self)
+
+    @property
+    def model(self) -> str:
+        return self._name
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def infer(
-        self, inputs: Mapping[str, np.ndarray], deadline: float | None = None
+        self,
+        inputs: Mapping[str, np.ndarray],
+        deadline: float | None = None,
+        timing: Timing | None = None,
     ) -> Outputs:
         if self._closed:
             raise Unavailable(f'model "{self._name}" is shutting down')
@@ -118,7 +139,16 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         rows = len(next(iter(inputs.values()))) if self._batched else 1
         signature = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
-        queued = _Queued(inputs, rows, signature, loop.create_future(), deadline, loop.time())
+        queued = _Queued(
+            inputs,
+            rows,
+            signature,
+            loop.create_future(),
+            deadline,
+            loop.time(),
+            time.monotonic_ns(),
+            timing,
+        )
         self._queue.append(queued)
         self._queued_rows += rows
         self._dispatch()
@@ -160,8 +190,11 @@ class DynamicBatcher:
         if not batch:
             return
         self._busy = True
-        running = loop.run_in_executor(self._executor, self._run, [q.inputs for q in batch])
-        running.add_done_callback(functools.partial(self._finish, batch))
+        run = BatchRun(
+            rows=sum(q.rows for q in batch), requests=len(batch), taken_ns=time.monotonic_ns()
+        )
+        running = loop.run_in_executor(self._executor, self._run, run, [q.inputs for q in batch])
+        running.add_done_callback(functools.partial(self._finish, run, batch))
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -211,12 +244,17 @@ class DynamicBatcher:
             return batch[:cut]
         return batch
 
-    def _run(self, inputs: list[Mapping[str, np.ndarray]]) -> list[Outputs]:
+    def _run(self, run: BatchRun, inputs: list[Mapping[str, np.ndarray]]) -> list[Outputs]:
         """On the model's thread: merge, run once, split back."""
         if len(inputs) == 1:
-            return [self._backend.run(inputs[0])]
+            run.started_ns = time.monotonic_ns()
+            outputs = self._backend.run(inputs[0])
+            run.ended_ns = time.monotonic_ns()
+            return [outputs]
         merged = {name: np.concatenate([i[name] for i in inputs]) for name in inputs[0]}
+        run.started_ns = time.monotonic_ns()
         outputs = self._backend.run(merged)
+        run.ended_ns = time.monotonic_ns()
         sizes = [len(next(iter(i.values()))) for i in inputs]
         total = sum(sizes)
         for name, array in outputs.items():
@@ -229,10 +267,14 @@ class DynamicBatcher:
         parts = {name: np.split(array, bounds) for name, array in outputs.items()}
         return [{name: split[k] for name, split in parts.items()} for k in range(len(inputs))]
 
-    def _finish(self, batch: list[_Queued], running: asyncio.Future[list[Outputs]]) -> None:
+    def _finish(
+        self, run: BatchRun, batch: list[_Queued], running: asyncio.Future[list[Outputs]]
+    ) -> None:
         """On the loop, when the model's call is done: answer the batch, start the next."""
         self._busy = False
-        self.stats.record(sum(q.rows for q in batch), len(batch))
+        run.done_ns = time.monotonic_ns()
+        self.stats.record(run.rows, run.requests)
+        self._observe(run, batch)
         error = (
             Unavailable(f'model "{self._name}" is shutting down')
             if running.cancelled()
@@ -247,3 +289,21 @@ class DynamicBatcher:
                 if not queued.future.done():
                     queued.future.set_result(outputs)
         self._dispatch()
+
+    def _observe(self, run: BatchRun, batch: list[_Queued]) -> None:
+        """Metrics for the batch, and its times for each request that asked for them;
+        the first sampled request's trace is the batch's exemplar."""
+        batch_exemplar = None
+        for queued in batch:
+            queued_ns = queued.queued_ns
+            exemplar = None
+            timing = queued.timing
+            if timing is not None:
+                timing.queued_ns, timing.batch = queued_ns, run
+                if timing.trace_id:
+                    exemplar = {"trace_id": timing.trace_id}
+                    batch_exemplar = batch_exemplar or exemplar
+            self._queue_seconds.observe(max(0, run.taken_ns - queued_ns) / 1e9, exemplar)
+        self._batch_size.observe(run.rows, batch_exemplar)
+        if run.ended_ns:
+            self._execute_seconds.observe((run.ended_ns - run.started_ns) / 1e9, batch_exemplar)

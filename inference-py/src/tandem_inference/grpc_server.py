@@ -4,6 +4,10 @@ The servicer only translates: it hands each request to InferenceService and turn
 TandemError into a gRPC status with the error's code and message. The health
 service reports NOT_SERVING until the models are loaded and again once shutdown
 begins, for the whole server ("") and for the inference service by name.
+
+With tracing on, every RPC but the health checks (ServerLive, ServerReady,
+ModelReady, grpc.health.v1) gets a SERVER span that continues the caller's trace
+from the metadata; ModelInfer is counted in tandem_inference_requests_total.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from tandem_inference import metrics, telemetry
 from tandem_inference.errors import TandemError, Unavailable
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
 
     from tandem_inference.service import InferenceService
     from tandem_inference.settings import Settings
@@ -34,24 +39,69 @@ Request = TypeVar("Request")
 Response = TypeVar("Response")
 
 
+def _ignore(status: str) -> None:
+    pass
+
+
 async def _answer(
     rpc: str,
     call: Awaitable[Response],
     context: grpc.aio.ServicerContext[Request, Response],
+    outcome: Callable[[str], None] = _ignore,
 ) -> Response:
+    """The response, or the call's error as a gRPC status; `outcome` hears the status
+    code's name (OK, INVALID_ARGUMENT, ..., CANCELLED when the caller went away)."""
     try:
-        return await call
+        response = await call
     except TandemError as err:
+        outcome(err.grpc_status.name)
         await context.abort(err.grpc_status, err.message)
+    except asyncio.CancelledError:
+        outcome(grpc.StatusCode.CANCELLED.name)
+        raise
     except Exception:
         # A bug: the caller gets INTERNAL (not gRPC's UNKNOWN), the log gets the traceback.
         log.exception("unhandled error", extra={"rpc": rpc})
+        outcome(grpc.StatusCode.INTERNAL.name)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the service's log")
+    outcome(grpc.StatusCode.OK.name)
+    return response
 
 
 class _InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, service: InferenceService) -> None:
         self._service = service
+
+    async def _traced(
+        self,
+        rpc: str,
+        call: Awaitable[Response],
+        context: grpc.aio.ServicerContext[Request, Response],
+        *,
+        model: str | None = None,
+    ) -> Response:
+        """`_answer` in a SERVER span when tracing is on; with `model`, an inference
+        request, counted in the metrics."""
+        count = _ignore if model is None else self._counter(model)
+        tracer = telemetry.tracer()
+        if tracer is None:
+            return await _answer(rpc, call, context, count)
+        metadata = context.invocation_metadata()
+        with telemetry.grpc_server_span(tracer, f"{SERVICE_NAME}/{rpc}", metadata) as span:
+
+            def outcome(status: str) -> None:
+                telemetry.set_grpc_status(span, status)
+                count(status)
+
+            return await _answer(rpc, call, context, outcome)
+
+    def _counter(self, model: str) -> Callable[[str], None]:
+        label = model if model in self._service.repository else metrics.OTHER_MODEL
+
+        def count(status: str) -> None:
+            metrics.REQUESTS.labels(label, "grpc", status).inc()
+
+        return count
 
     async def ServerLive(  # noqa: N802 -- the generated servicer's method names
         self,
@@ -79,14 +129,14 @@ class _InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         request: pb.ServerMetadataRequest,
         context: grpc.aio.ServicerContext[pb.ServerMetadataRequest, pb.ServerMetadataResponse],
     ) -> pb.ServerMetadataResponse:
-        return await _answer("ServerMetadata", self._service.server_metadata(request), context)
+        return await self._traced("ServerMetadata", self._service.server_metadata(request), context)
 
     async def ModelMetadata(  # noqa: N802
         self,
         request: pb.ModelMetadataRequest,
         context: grpc.aio.ServicerContext[pb.ModelMetadataRequest, pb.ModelMetadataResponse],
     ) -> pb.ModelMetadataResponse:
-        return await _answer("ModelMetadata", self._service.model_metadata(request), context)
+        return await self._traced("ModelMetadata", self._service.model_metadata(request), context)
 
     async def ModelInfer(  # noqa: N802
         self,
@@ -95,7 +145,12 @@ class _InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelInferResponse:
         remaining = context.time_remaining()
         deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
-        return await _answer("ModelInfer", self._service.model_infer(request, deadline), context)
+        return await self._traced(
+            "ModelInfer",
+            self._service.model_infer(request, deadline),
+            context,
+            model=request.model_name,
+        )
 
 
 class GrpcServer:

@@ -1,7 +1,8 @@
 """JSON-lines logging on stderr: one object per record, with ts, level, msg and logger.
 
 Fields passed with `extra=` become top-level keys, so a log line can be filtered
-by model or version without parsing the message.
+by model or version without parsing the message. A line logged while a span is
+current carries its `trace_id` and `span_id` (hex), as the gateway's lines do.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from opentelemetry import trace
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))) | {
@@ -32,6 +35,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
         }
         entry.update((k, v) for k, v in vars(record).items() if k not in _STANDARD_ATTRS)
+        # Formatted on the thread and in the context of the logging call.
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

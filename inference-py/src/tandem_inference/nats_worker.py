@@ -13,6 +13,11 @@ awaited the model would hold up every later message on its subject. The callback
 therefore only reads the caller's budget and starts a task; the task does the work
 and answers. The tasks are kept in a set, which holds them until done (the event
 loop keeps only weak references) and tells shutdown what is still in flight.
+
+With tracing on, every request but the health checks (server live/ready, model
+ready) gets a CONSUMER span `process <subject>` whose parent is the trace in its
+lowercase `traceparent`/`tracestate` headers; infer requests are counted in
+tandem_inference_requests_total with transport "nats".
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from google.protobuf.message import DecodeError
 from nats import micro
 from nats.micro.service import ServiceConfig
 
-from tandem_inference import __version__
+from tandem_inference import __version__, metrics, telemetry
 from tandem_inference.errors import DeadlineExceeded, InvalidArgument, TandemError, TooLarge
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.service import SERVER_NAME
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.micro.request import Request
     from nats.micro.service import Service
+    from opentelemetry.trace import Span
 
     from tandem_inference.service import InferenceService
     from tandem_inference.settings import Settings
@@ -72,6 +78,8 @@ class _Rpc:
     # For per-model subjects: the model, and the request's field that names it.
     model: str = ""
     model_field: str = ""
+    # Health checks are not traced: they would drown the traces that matter.
+    traced: bool = True
 
 
 def _without_deadline(
@@ -206,12 +214,14 @@ class NatsWorker:
                 f"{prefix}.server.live",
                 pb.ServerLiveRequest,
                 _without_deadline(service.server_live),
+                traced=False,
             ),
             _Rpc(
                 "ServerReady",
                 f"{prefix}.server.ready",
                 pb.ServerReadyRequest,
                 _without_deadline(service.server_ready),
+                traced=False,
             ),
             _Rpc(
                 "ServerMetadata",
@@ -236,6 +246,7 @@ class NatsWorker:
                     _without_deadline(service.model_ready),
                     model,
                     "name",
+                    traced=False,
                 ),
                 _Rpc(
                     "ModelMetadata",
@@ -263,6 +274,20 @@ class NatsWorker:
         task.add_done_callback(self._in_flight.discard)
 
     async def _answer(self, rpc: _Rpc, msg: Request, taken_at: float) -> None:
+        tracer = telemetry.tracer() if rpc.traced else None
+        if tracer is None:
+            status = await self._handle(rpc, msg, taken_at)
+        else:
+            group = self._settings.nats_queue_group
+            with telemetry.nats_consumer_span(tracer, rpc.subject, msg.headers, group) as span:
+                status = await self._handle(rpc, msg, taken_at, span)
+        if rpc.name == "ModelInfer":
+            metrics.REQUESTS.labels(rpc.model, "nats", status).inc()
+
+    async def _handle(
+        self, rpc: _Rpc, msg: Request, taken_at: float, span: Span | None = None
+    ) -> str:
+        """Answer the message; returns the outcome as a gRPC status code's name."""
         try:
             deadline = _deadline(msg, taken_at)
             if deadline is not None and deadline <= asyncio.get_running_loop().time():
@@ -277,13 +302,19 @@ class NatsWorker:
                     f"the response is {len(response)} bytes; the NATS server's max_payload "
                     f"is {self._nc.max_payload}"
                 )
-        except TandemError as err:
+        except Exception as caught:
+            if isinstance(caught, TandemError):
+                err = caught
+            else:
+                log.exception("unhandled error", extra={"rpc": rpc.name, "subject": rpc.subject})
+                err = TandemError("internal error; see the service's log")
+            status = err.grpc_status.name
+            if span is not None:
+                telemetry.set_error(span, status, server_fault=err.code >= 500)
             await _respond(msg, error=err)
-        except Exception:
-            log.exception("unhandled error", extra={"rpc": rpc.name, "subject": rpc.subject})
-            await _respond(msg, error=TandemError("internal error; see the service's log"))
-        else:
-            await _respond(msg, response)
+            return status
+        await _respond(msg, response)
+        return "OK"
 
     async def _on_error(self, err: Exception) -> None:
         if self._connected_once:

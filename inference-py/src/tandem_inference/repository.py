@@ -68,6 +68,10 @@ class ModelRepository:
     def model_names(self) -> list[str]:
         return sorted(self._models)
 
+    def __contains__(self, name: object) -> bool:
+        """Whether the repository has a model of this name (loaded or not)."""
+        return name in self._models
+
     def load(self) -> None:
         """Load every version of every model; blocking, so start-up runs it on a thread."""
         for model in self._models.values():

@@ -10,6 +10,7 @@ otherwise.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -19,16 +20,46 @@ if TYPE_CHECKING:
     from tandem_inference.config import ModelConfig
 
 
+@dataclass(slots=True, eq=False)
+class BatchRun:
+    """One model call and when it happened (`time.monotonic_ns()`), shared by the
+    requests it ran: telemetry reads it for spans, metrics and Server-Timing."""
+
+    rows: int
+    requests: int
+    taken_ns: int  # left the queue
+    started_ns: int = 0  # the model call began (on the model's thread)
+    ended_ns: int = 0  # the model call returned
+    done_ns: int = 0  # the results were split and handed back (on the loop)
+
+
+@dataclass(slots=True, eq=False)
+class Timing:
+    """How one request went through its runner; the runner fills it in.
+
+    `trace_id` is the caller's, when its span is recorded: the runner may use it
+    as an exemplar on the metrics it observes for that request.
+    """
+
+    trace_id: str = ""
+    queued_ns: int = 0
+    batch: BatchRun | None = None
+
+
 class Runner(Protocol):
     """Runs one request's inputs through a model version."""
 
     async def infer(
-        self, inputs: Mapping[str, np.ndarray], deadline: float | None = None
+        self,
+        inputs: Mapping[str, np.ndarray],
+        deadline: float | None = None,
+        timing: Timing | None = None,
     ) -> dict[str, np.ndarray]:
         """The outputs for `inputs`, every output the model declares.
 
         `deadline` is the event loop's clock (`loop.time()`) by which the caller
         must have its answer; work not started by then is not run (DeadlineExceeded).
+        `timing`, when given, is filled in with when the request queued and ran.
         """
         ...
 

@@ -7,11 +7,16 @@ errors, so both transports answer the same way.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING
 
-from tandem_inference import __version__, codec
+from opentelemetry import trace
+
+from tandem_inference import __version__, codec, telemetry
 from tandem_inference.errors import Internal, Unavailable
 from tandem_inference.pb import grpc_service_pb2 as pb
+from tandem_inference.runner import Timing
 from tandem_inference.validation import decode_inputs, requested_outputs
 
 if TYPE_CHECKING:
@@ -21,6 +26,11 @@ if TYPE_CHECKING:
     from tandem_inference.repository import ModelRepository
 
 SERVER_NAME = "tandem-inference"
+# The response parameter that carries this service's part of the Server-Timing
+# header (queue, model, service); the gateway takes it out and adds its own parts.
+SERVER_TIMING = "server_timing"
+
+log = logging.getLogger(__name__)
 
 
 class InferenceService:
@@ -62,11 +72,19 @@ class InferenceService:
     async def model_infer(
         self, request: pb.ModelInferRequest, deadline: float | None = None
     ) -> pb.ModelInferResponse:
-        """`deadline`: the event loop's time by which the caller needs the answer."""
+        """`deadline`: the event loop's time by which the caller needs the answer.
+
+        The response's `server_timing` parameter says, in Server-Timing syntax and
+        milliseconds, how long the request waited in the batcher (queue), how long
+        its batch's model call took (model), and the whole call here (service).
+        """
+        received_ns = time.monotonic_ns()
         model = self.repository.resolve(request.model_name, request.model_version)
         inputs = decode_inputs(model.config, request)
         wanted = requested_outputs(model.config, request)
-        results = await model.runner.infer(inputs, deadline)
+        span = trace.get_current_span()
+        timing = Timing(trace_id=telemetry.trace_id(span))
+        results = await model.runner.infer(inputs, deadline, timing)
         response = pb.ModelInferResponse(
             model_name=model.config.name, model_version=model.version, id=request.id
         )
@@ -76,6 +94,31 @@ class InferenceService:
                 raise Internal(f'model "{model.config.name}" returned no output "{spec.name}"')
             response.outputs.add(name=spec.name, datatype=spec.datatype, shape=array.shape)
             response.raw_output_contents.append(codec.encode_raw(array))
+        run = timing.batch
+        if run is not None:
+            response.parameters[SERVER_TIMING].string_param = (
+                f"queue;dur={(run.taken_ns - timing.queued_ns) / 1e6:.3f}, "
+                f"model;dur={(run.ended_ns - run.started_ns) / 1e6:.3f}, "
+                f"service;dur={(time.monotonic_ns() - received_ns) / 1e6:.3f}"
+            )
+            tracer = telemetry.tracer()
+            if tracer is not None and span.is_recording():
+                telemetry.batch_spans(
+                    tracer,
+                    timing,
+                    model=model.config.name,
+                    version=model.version,
+                    backend=model.config.backend,
+                )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "infer",
+                extra={
+                    "model": model.config.name,
+                    "version": model.version,
+                    "batch_size": run.rows if run else None,
+                },
+            )
         return response
 
 

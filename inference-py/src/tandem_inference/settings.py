@@ -29,6 +29,8 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # proto/README.md, "The NATS mapping": both sides default to these.
 DEFAULT_NATS_SUBJECT_PREFIX = "oip.v2"
 DEFAULT_NATS_QUEUE_GROUP = "tandem-inference"
+# DESIGN.md's port for the service's /metrics; empty turns the endpoint off.
+DEFAULT_METRICS_ADDR = "0.0.0.0:9001"
 
 
 def _positive_float(text: str) -> float:
@@ -75,6 +77,14 @@ def _subject_prefix(text: str) -> str:
 def _token(text: str) -> str:
     if not text or not all(c.isalnum() or c in "-_" for c in text):
         raise ValueError("use letters, digits, - and _ only")
+    return text
+
+
+def _addr_or_empty(text: str) -> str:
+    if text:
+        _, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ValueError("not host:port (empty turns it off)")
     return text
 
 
@@ -142,6 +152,16 @@ class Settings:
         default=DEFAULT_NATS_QUEUE_GROUP,
         metadata=_setting(
             "--nats-queue-group", "NATS queue group the workers share the requests in", _token
+        ),
+    )
+
+    metrics_addr: str = field(
+        default=DEFAULT_METRICS_ADDR,
+        metadata=_setting(
+            "--metrics-addr",
+            "host:port of the Prometheus /metrics endpoint (empty: none); "
+            "each worker on one machine needs its own",
+            _addr_or_empty,
         ),
     )
 

@@ -1,0 +1,238 @@
+"""Tracing with OpenTelemetry, configured only by the standard OTEL_* variables.
+
+- With no OTLP endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` or `..._TRACES_ENDPOINT`),
+  or with `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`, nothing is set
+  up: no exporter, no span processor, and the front doors do not even read the
+  trace headers (`tracer()` is None), so tracing costs one branch per request.
+- Otherwise an SDK TracerProvider exports in batches (`OTEL_BSP_*`) over
+  `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the specification's default, or
+  `grpc`); `OTEL_TRACES_SAMPLER[_ARG]` choose the sampler (default
+  `parentbased_always_on`: the gateway's decision is followed), `OTEL_SERVICE_NAME`
+  and `OTEL_RESOURCE_ATTRIBUTES` the resource (service name `tandem-inference`
+  unless set).
+- Propagation is W3C tracecontext + baggage (the API's default, `OTEL_PROPAGATORS`).
+- gRPC server spans follow the stable RPC conventions (`rpc.system.name`,
+  `rpc.method`, `rpc.response.status_code`), as Go's otelgrpc does: run both sides
+  with `OTEL_SEMCONV_STABILITY_OPT_IN=rpc`.
+
+The batcher runs one model call for many requests; each sampled request gets its
+own "queue", "batch" and "execute" spans with the times of its batch, made after
+the batch is done, on the event loop, from monotonic times (`runner.Timing`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from tandem_inference import __version__
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.util.types import AttributeValue
+
+    from tandem_inference.runner import Timing
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVICE_NAME = "tandem-inference"
+INSTRUMENTATION = "tandem_inference"
+# The agreed value on both sides of the hop (see the module docstring).
+SEMCONV_STABILITY_OPT_IN = "rpc"
+# Server-side gRPC codes that are the server's fault (RPC conventions): the span's
+# status is ERROR for these only; a caller's bad request is not a server error.
+_SERVER_ERRORS = frozenset({"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL"})
+_SERVER_ERRORS |= {"UNAVAILABLE", "DATA_LOSS"}
+
+_tracer: Tracer | None = None
+
+
+def tracer() -> Tracer | None:
+    """The service's tracer, or None while tracing is off (skip the work)."""
+    return _tracer
+
+
+def use(provider: trace.TracerProvider | None) -> None:
+    """Trace into `provider` from now on (None: stop). setup() calls it; tests too."""
+    global _tracer  # noqa: PLW0603 -- one switch read on every request
+    _tracer = provider.get_tracer(INSTRUMENTATION, __version__) if provider else None
+
+
+def setup() -> TracerProvider | None:
+    """Configure tracing from the environment; the provider to shut down at exit,
+    or None when tracing is off."""
+    env = os.environ
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    off = (
+        env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+        or env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none"
+    )
+    if not endpoint or off:
+        use(None)
+        return None
+    # The SDK is imported only when it is used: a service without tracing never loads it.
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource  # noqa: PLC0415
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
+
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(_exporter(env)))
+    trace.set_tracer_provider(provider)
+    use(provider)
+    log.info(
+        "tracing",
+        extra={
+            "endpoint": endpoint,
+            "service": resource.attributes.get(SERVICE_NAME),
+            "sampler": provider.sampler.get_description(),
+        },
+    )
+    return provider
+
+
+def _exporter(env: Mapping[str, str]) -> SpanExporter:
+    """The OTLP span exporter for OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL; it reads the
+    endpoint, headers, timeout and compression variables itself."""
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        return GrpcExporter()
+    if protocol != "http/protobuf":
+        log.warning("unsupported OTLP protocol; using http/protobuf", extra={"protocol": protocol})
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+        OTLPSpanExporter as HttpExporter,
+    )
+
+    return HttpExporter()
+
+
+def shutdown(provider: TracerProvider | None) -> None:
+    """Export what is buffered, then stop."""
+    use(None)
+    if provider is not None:
+        provider.shutdown()
+
+
+class _MetadataGetter(Getter["Iterable[tuple[str, str | bytes]]"]):
+    """Reads trace headers from gRPC invocation metadata (a sequence of pairs)."""
+
+    def get(self, carrier: Iterable[tuple[str, str | bytes]], key: str) -> list[str] | None:
+        found = [v for k, v in carrier if k == key and isinstance(v, str)]
+        return found or None
+
+    def keys(self, carrier: Iterable[tuple[str, str | bytes]]) -> list[str]:
+        return [k for k, _ in carrier]
+
+
+_METADATA = _MetadataGetter()
+
+
+@contextmanager
+def grpc_server_span(
+    tracer: Tracer, method: str, metadata: Iterable[tuple[str, str | bytes]] | None
+) -> Iterator[Span]:
+    """The SERVER span of one RPC (`method`: `package.Service/Method`), continuing the
+    caller's trace from the metadata; current while the block runs."""
+    parent = propagate.extract(metadata or (), getter=_METADATA)
+    with tracer.start_as_current_span(
+        method,
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system.name": "grpc", "rpc.method": method},
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        yield span
+
+
+def set_grpc_status(span: Span, status: str) -> None:
+    """`status`: the gRPC status code's name (OK, INVALID_ARGUMENT, ...)."""
+    if span.is_recording():
+        span.set_attribute("rpc.response.status_code", status)
+        if status in _SERVER_ERRORS:
+            span.set_status(Status(StatusCode.ERROR))
+            span.set_attribute("error.type", status)
+
+
+@contextmanager
+def nats_consumer_span(
+    tracer: Tracer, subject: str, headers: Mapping[str, str] | None, queue_group: str
+) -> Iterator[Span]:
+    """The CONSUMER span `process <subject>` of one NATS request, continuing the trace
+    of its lowercase `traceparent`/`tracestate` headers; current while the block runs."""
+    parent = propagate.extract(headers or {})
+    with tracer.start_as_current_span(
+        f"process {subject}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": subject,
+            "messaging.consumer.group.name": queue_group,
+        },
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        yield span
+
+
+def set_error(span: Span, error_type: str, *, server_fault: bool) -> None:
+    if span.is_recording():
+        span.set_attribute("error.type", error_type)
+        if server_fault:
+            span.set_status(Status(StatusCode.ERROR))
+
+
+def trace_id(span: Span) -> str:
+    """The span's trace id in hex, for exemplars; empty when it is not recorded."""
+    return format(span.get_span_context().trace_id, "032x") if span.is_recording() else ""
+
+
+def batch_spans(tracer: Tracer, timing: Timing, *, model: str, version: str, backend: str) -> None:
+    """The "queue", "batch" and "execute" children of the current span, from the times
+    the batcher recorded: queued → left the queue → model call → results handed back."""
+    run = timing.batch
+    if run is None:
+        return
+    # Monotonic times to wall-clock nanoseconds, from one reading of each clock.
+    shift = time.time_ns() - time.monotonic_ns()
+    attributes: dict[str, AttributeValue] = {
+        "tandem.model": model,
+        "tandem.model_version": version,
+        "tandem.backend": backend,
+        "tandem.batch_size": run.rows,
+        "tandem.batch_requests": run.requests,
+    }
+    for name, start, end in (
+        ("queue", timing.queued_ns, run.taken_ns),
+        ("batch", run.taken_ns, run.done_ns),
+        ("execute", run.started_ns, run.ended_ns),
+    ):
+        if end:
+            span = tracer.start_span(name, attributes=attributes, start_time=start + shift)
+            span.end(end_time=max(start, end) + shift)
