@@ -110,7 +110,10 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 			Logger:    log,
 			Name:      rest.ServerName,
 			Version:   version,
-			Timeout:   cfg.Timeout,
+			// Binary tensor data is a REST extension, but Triton lists
+			// its extensions over both protocols alike.
+			Extensions: rest.Extensions,
+			Timeout:    cfg.Timeout,
 			// A gRPC request is its own body, and is forwarded as it is.
 			MaxRecvBytes: int(min(cfg.MaxBodyBytes, int64(cfg.MaxMessageBytes))),
 			MaxSendBytes: cfg.MaxMessageBytes,

@@ -29,6 +29,9 @@ type Config struct {
 	// Name and Version are what ServerMetadata reports: the gateway's, as
 	// GET /v2 does.
 	Name, Version string
+	// Extensions are the OIP extensions ServerMetadata advertises: the
+	// gateway's, as GET /v2 lists them.
+	Extensions []string
 	// Timeout bounds every call, on top of the client's own deadline.
 	Timeout time.Duration
 	// MaxRecvBytes bounds a request message; a larger one is refused with
@@ -53,7 +56,7 @@ func New(cfg Config) *Server {
 	pb.RegisterGRPCInferenceServiceServer(srv, &service{
 		tr:      cfg.Transport,
 		timeout: cfg.Timeout,
-		meta:    &pb.ServerMetadataResponse{Name: cfg.Name, Version: cfg.Version},
+		meta:    &pb.ServerMetadataResponse{Name: cfg.Name, Version: cfg.Version, Extensions: cfg.Extensions},
 	})
 	hs := health.NewServer() // SERVING for "" until Shutdown
 	hs.SetServingStatus(pb.GRPCInferenceService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

@@ -97,7 +97,7 @@ func start(t *testing.T, tr *double, timeout time.Duration) (client pb.GRPCInfer
 	}
 	srv := edgegrpc.New(edgegrpc.Config{
 		Transport: tr, Logger: slog.New(slog.DiscardHandler),
-		Name: "tandem", Version: "v9",
+		Name: "tandem", Version: "v9", Extensions: []string{"binary_tensor_data"},
 		Timeout: timeout, MaxRecvBytes: 1024, MaxSendBytes: 1 << 20,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -133,7 +133,7 @@ func TestRPCs(t *testing.T) {
 		{"ServerLive", func() (proto.Message, error) { return client.ServerLive(ctx, &pb.ServerLiveRequest{}) },
 			&pb.ServerLiveResponse{Live: true}, false},
 		{"ServerMetadata", func() (proto.Message, error) { return client.ServerMetadata(ctx, &pb.ServerMetadataRequest{}) },
-			&pb.ServerMetadataResponse{Name: "tandem", Version: "v9"}, false},
+			&pb.ServerMetadataResponse{Name: "tandem", Version: "v9", Extensions: []string{"binary_tensor_data"}}, false},
 		{"ServerReady", func() (proto.Message, error) { return client.ServerReady(ctx, &pb.ServerReadyRequest{}) },
 			&pb.ServerReadyResponse{Ready: true}, true},
 		{"ModelReady", func() (proto.Message, error) { return client.ModelReady(ctx, &pb.ModelReadyRequest{Name: "digits"}) },

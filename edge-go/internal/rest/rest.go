@@ -23,9 +23,9 @@ import (
 // ServerName is what GET /v2 calls the gateway.
 const ServerName = "tandem"
 
-// extensions lists the OIP extensions the gateway implements, for GET /v2.
-// binary_tensor_data joins it when the binary tensor extension is built.
-var extensions = []string{}
+// Extensions lists the OIP extensions the gateway implements, for GET /v2
+// and the edge gRPC ServerMetadata.
+var Extensions = []string{"binary_tensor_data"}
 
 // headerBinaryLength marks a request body that carries binary tensor data
 // after its JSON header (OIP's binary tensor extension).
@@ -56,7 +56,7 @@ type Handler struct {
 // New returns the handler for every OIP REST route.
 func New(cfg Config) (*Handler, error) {
 	meta, err := restcodec.MarshalServerMetadata(&pb.ServerMetadataResponse{
-		Name: ServerName, Version: cfg.Version, Extensions: extensions,
+		Name: ServerName, Version: cfg.Version, Extensions: Extensions,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rest: encode server metadata: %w", err)
@@ -158,16 +158,12 @@ func versionSuffix(version string) string {
 }
 
 func (h *Handler) infer(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get(headerBinaryLength) != "" {
-		writeJSONError(w, http.StatusBadRequest, "binary tensor data ("+headerBinaryLength+") is not supported yet: send tensors as JSON data")
-		return
-	}
 	body, err := readBody(w, r, h.cfg.MaxBodyBytes)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	req, err := restcodec.DecodeInferRequest(body)
+	req, enc, err := restcodec.DecodeInferRequest(body, r.Header.Get(headerBinaryLength))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -184,9 +180,13 @@ func (h *Handler) infer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// JSON numbers take about three times the bytes of raw float32s.
-	out, err := restcodec.AppendInferResponse(make([]byte, 0, 256+3*rawSize(resp)), resp)
+	out, blobs, err := restcodec.AppendInferResponse(make([]byte, 0, 256+3*rawSize(resp)), resp, enc)
 	if err != nil {
 		writeError(w, r, err)
+		return
+	}
+	if blobs != nil {
+		writeBinary(w, out, blobs)
 		return
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -226,8 +226,8 @@ func TestInferGatewayErrors(t *testing.T) {
 		{"body over the limit", `{"inputs": [` + strings.Repeat(" ", testMaxBody) + `]}`, nil, 413, "request body too large: the limit is 4096 bytes"},
 		{"tensors over the message limit", `{"inputs": [{"name": "x", "datatype": "INT64", "shape": [1500], "data": [` +
 			strings.Repeat("1,", 1499) + `1]}]}`, nil, 413, "request too large: its tensors take 12"},
-		{"binary tensor data", inferBody, []string{"Inference-Header-Content-Length", "10"}, 400,
-			"binary tensor data (Inference-Header-Content-Length) is not supported yet: send tensors as JSON data"},
+		{"binary header longer than the body", inferBody, []string{"Inference-Header-Content-Length", "1000"}, 400,
+			"Inference-Header-Content-Length 1000 is longer than the body, 101 bytes"},
 		{"timeout", inferBody, nil, 504, "inference service at 127.0.0.1:"},
 	}
 	for _, tt := range tests {
@@ -299,7 +299,7 @@ func TestHealthAndMetadata(t *testing.T) {
 		status       int
 		body         string // exact, or for errors a prefix of the message
 	}{
-		{"GET", "/v2", 200, `{"name":"tandem","version":"test","extensions":[]}`},
+		{"GET", "/v2", 200, `{"name":"tandem","version":"test","extensions":["binary_tensor_data"]}`},
 		{"GET", "/v2/health/live", 200, `{"live":true}`},
 		{"GET", "/v2/health/ready", 200, `{"ready":true}`},
 		{"GET", "/v2/models/digits", 200, digitsMeta},

@@ -31,7 +31,7 @@ func BenchmarkDecodeInferRequest(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := DecodeInferRequest(body); err != nil {
+				if _, _, err := DecodeInferRequest(body, ""); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -51,7 +51,7 @@ func BenchmarkAppendInferResponse(b *testing.B) {
 			buf := make([]byte, 0, 64<<10)
 			for b.Loop() {
 				var err error
-				if buf, err = AppendInferResponse(buf[:0], resp); err != nil {
+				if buf, _, err = AppendInferResponse(buf[:0], resp, ResponseEncoding{}); err != nil {
 					b.Fatal(err)
 				}
 			}

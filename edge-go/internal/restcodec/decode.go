@@ -45,17 +45,32 @@ type requestedOutput struct {
 	Parameters map[string]json.RawMessage `json:"parameters"`
 }
 
-// DecodeInferRequest decodes the JSON body of an infer request. The caller
-// sets the model name and version, which come from the URL. Every error is an
-// INVALID_ARGUMENT status whose message names the problem.
-func DecodeInferRequest(body []byte) (*pb.ModelInferRequest, error) {
+// DecodeInferRequest decodes the body of an infer request, and says how the
+// client wants the response encoded. The caller sets the model name and
+// version, which come from the URL.
+//
+// headerLength is the request's Inference-Header-Content-Length (the binary
+// tensor extension): empty when the whole body is JSON, else the length of
+// the JSON that begins the body, after which the binary data of the inputs
+// with a binary_data_size parameter follow, in the order of the inputs.
+// Binary data becomes raw_input_contents as sub-slices of body, not copies.
+// Every error is an INVALID_ARGUMENT status whose message names the problem.
+func DecodeInferRequest(body []byte, headerLength string) (*pb.ModelInferRequest, ResponseEncoding, error) {
+	header, binary, err := splitBody(body, headerLength)
+	if err != nil {
+		return nil, ResponseEncoding{}, err
+	}
 	var req inferRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, jsonError(err)
+	if err := json.Unmarshal(header, &req); err != nil {
+		return nil, ResponseEncoding{}, jsonError(err)
+	}
+	enc, err := responseEncoding(&req)
+	if err != nil {
+		return nil, ResponseEncoding{}, err
 	}
 	params, err := decodeParameters(req.Parameters)
 	if err != nil {
-		return nil, invalid("%v", err)
+		return nil, ResponseEncoding{}, invalid("%v", err)
 	}
 	out := &pb.ModelInferRequest{
 		Id:               req.ID,
@@ -65,30 +80,50 @@ func DecodeInferRequest(body []byte) (*pb.ModelInferRequest, error) {
 	}
 	for i := range req.Inputs {
 		in := &req.Inputs[i]
-		tensor, raw, err := decodeInput(in)
+		tensor, raw, err := decodeInput(in, &binary)
 		if err != nil {
 			if in.Name == "" {
-				return nil, invalid("inputs[%d]: %v", i, err)
+				return nil, ResponseEncoding{}, invalid("inputs[%d]: %v", i, err)
 			}
-			return nil, invalid("input %q: %v", in.Name, err)
+			return nil, ResponseEncoding{}, invalid("input %q: %v", in.Name, err)
 		}
 		out.Inputs[i], out.RawInputContents[i] = tensor, raw
 	}
+	if len(binary) != 0 {
+		return nil, ResponseEncoding{}, invalid("%d bytes of binary data follow the JSON header that no input's binary_data_size claims", len(binary))
+	}
 	for i, o := range req.Outputs {
 		if o.Name == "" {
-			return nil, invalid("outputs[%d]: name is missing", i)
+			return nil, ResponseEncoding{}, invalid("outputs[%d]: name is missing", i)
 		}
 		params, err := decodeParameters(o.Parameters)
 		if err != nil {
-			return nil, invalid("output %q: %v", o.Name, err)
+			return nil, ResponseEncoding{}, invalid("output %q: %v", o.Name, err)
 		}
 		out.Outputs = append(out.Outputs, &pb.ModelInferRequest_InferRequestedOutputTensor{Name: o.Name, Parameters: params})
 	}
-	return out, nil
+	return out, enc, nil
 }
 
-// decodeInput checks one input tensor and encodes its data as raw contents.
-func decodeInput(in *inputTensor) (*pb.ModelInferRequest_InferInputTensor, []byte, error) {
+// splitBody cuts a body into its JSON header and the binary data after it.
+func splitBody(body []byte, headerLength string) (header, binary []byte, err error) {
+	if headerLength == "" {
+		return body, nil, nil
+	}
+	n, err := strconv.Atoi(headerLength)
+	if err != nil || n < 0 {
+		return nil, nil, invalid("Inference-Header-Content-Length %q is not a byte count", headerLength)
+	}
+	if n > len(body) {
+		return nil, nil, invalid("Inference-Header-Content-Length %d is longer than the body, %d bytes", n, len(body))
+	}
+	return body[:n], body[n:], nil
+}
+
+// decodeInput checks one input tensor and encodes its data as raw contents,
+// or, when it has a binary_data_size, takes its raw contents from the front
+// of binary.
+func decodeInput(in *inputTensor, binary *[]byte) (*pb.ModelInferRequest_InferInputTensor, []byte, error) {
 	if in.Name == "" {
 		return nil, nil, errors.New("name is missing")
 	}
@@ -96,6 +131,8 @@ func decodeInput(in *inputTensor) (*pb.ModelInferRequest_InferInputTensor, []byt
 	if err != nil {
 		return nil, nil, err
 	}
+	sizeText, isBinary := in.Parameters[binaryDataSize]
+	delete(in.Parameters, binaryDataSize) // the gateway's business, not the service's
 	params, err := decodeParameters(in.Parameters)
 	if err != nil {
 		return nil, nil, err
@@ -104,7 +141,24 @@ func decodeInput(in *inputTensor) (*pb.ModelInferRequest_InferInputTensor, []byt
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(in.Data) == 0 || string(in.Data) == "null" {
+	tensor := &pb.ModelInferRequest_InferInputTensor{
+		Name:       in.Name,
+		Datatype:   in.Datatype,
+		Shape:      in.Shape,
+		Parameters: params,
+	}
+	hasData := len(in.Data) != 0 && string(in.Data) != "null"
+	if isBinary {
+		if hasData {
+			return nil, nil, fmt.Errorf("has both %s and data; send one", binaryDataSize)
+		}
+		raw, err := takeBinary(sizeText, dt, in.Shape, count, binary)
+		if err != nil {
+			return nil, nil, err
+		}
+		return tensor, raw, nil
+	}
+	if !hasData {
 		return nil, nil, errors.New("data is missing")
 	}
 	if s := (scanner{b: in.Data}); s.peek() != '[' {
@@ -131,12 +185,7 @@ func decodeInput(in *inputTensor) (*pb.ModelInferRequest_InferInputTensor, []byt
 	if err != nil {
 		return nil, nil, err
 	}
-	return &pb.ModelInferRequest_InferInputTensor{
-		Name:       in.Name,
-		Datatype:   in.Datatype,
-		Shape:      in.Shape,
-		Parameters: params,
-	}, raw, nil
+	return tensor, raw, nil
 }
 
 // elementCount multiplies out a shape, refusing negative dimensions and

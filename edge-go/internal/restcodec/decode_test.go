@@ -70,7 +70,7 @@ func TestDecodeInferRequestDatatypes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := DecodeInferRequest([]byte(oneInput(tt.datatype, tt.shape, tt.data)))
+			req, err := decodeJSON([]byte(oneInput(tt.datatype, tt.shape, tt.data)))
 			if err != nil {
 				t.Fatalf("DecodeInferRequest: %v", err)
 			}
@@ -96,9 +96,9 @@ func TestDecodeInferRequestFields(t *testing.T) {
 			{"name": "a", "datatype": "FP32", "shape": [1, 2], "data": [1, 2], "parameters": {"p": "q"}},
 			{"name": "b", "datatype": "BYTES", "shape": [1], "data": ["z"]}
 		],
-		"outputs": [{"name": "probabilities", "parameters": {"binary_data": false}}]
+		"outputs": [{"name": "probabilities", "parameters": {"binary_data": false, "k": 2}}]
 	}`
-	req, err := DecodeInferRequest([]byte(body))
+	req, err := decodeJSON([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +126,9 @@ func TestDecodeInferRequestFields(t *testing.T) {
 	if len(out) != 1 || out[0].GetName() != "probabilities" {
 		t.Fatalf("outputs = %v", out)
 	}
-	if p, ok := out[0].GetParameters()["binary_data"]; !ok || p.GetBoolParam() {
-		t.Errorf("output parameters = %v", out[0].GetParameters())
+	// binary_data concerns the HTTP response: the gateway keeps it.
+	if p := out[0].GetParameters(); len(p) != 1 || p["k"].GetInt64Param() != 2 {
+		t.Errorf("output parameters = %v", p)
 	}
 }
 
@@ -187,7 +188,7 @@ func TestDecodeInferRequestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := DecodeInferRequest([]byte(tt.body))
+			_, err := decodeJSON([]byte(tt.body))
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -209,7 +210,7 @@ func TestDecodeInferRequestHugeShapeAllocatesNothing(t *testing.T) {
 		body := []byte(oneInput("FP64", shape, "[1, 2, 3]"))
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		_, err := DecodeInferRequest(body)
+		_, err := decodeJSON(body)
 		runtime.ReadMemStats(&after)
 		if err == nil {
 			t.Fatalf("shape %s: no error", shape)
@@ -224,7 +225,7 @@ func TestDecodeInferRequestHugeShapeAllocatesNothing(t *testing.T) {
 func TestDecodeInferRequestEmptyInputs(t *testing.T) {
 	// The model, not the codec, knows which inputs it needs: an empty list
 	// reaches the service, which names the missing inputs.
-	req, err := DecodeInferRequest([]byte(`{"inputs": []}`))
+	req, err := decodeJSON([]byte(`{"inputs": []}`))
 	if err != nil {
 		t.Fatal(err)
 	}

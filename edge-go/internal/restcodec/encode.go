@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -19,10 +20,15 @@ import (
 // from typed contents otherwise; their data is always written flat. A
 // response that does not add up (contents that disagree with shape and
 // datatype) is the service's bug: an INTERNAL status.
-func AppendInferResponse(dst []byte, resp *pb.ModelInferResponse) ([]byte, error) {
+//
+// Outputs that enc wants as binary data (the binary tensor extension) carry
+// a binary_data_size parameter instead of data, and their bytes are
+// returned in blobs, in order, to be written after the JSON: the response's
+// own raw contents, not copies. blobs is nil when no output is binary.
+func AppendInferResponse(dst []byte, resp *pb.ModelInferResponse, enc ResponseEncoding) (body []byte, blobs [][]byte, err error) {
 	raw := resp.GetRawOutputContents()
 	if len(raw) != 0 && len(raw) != len(resp.GetOutputs()) {
-		return dst, status.Errorf(codes.Internal, "inference response has %d outputs but %d raw contents", len(resp.GetOutputs()), len(raw))
+		return dst, nil, status.Errorf(codes.Internal, "inference response has %d outputs but %d raw contents", len(resp.GetOutputs()), len(raw))
 	}
 	dst = append(dst, `{"model_name":`...)
 	dst = appendString(dst, resp.GetModelName())
@@ -41,28 +47,37 @@ func AppendInferResponse(dst []byte, resp *pb.ModelInferResponse) ([]byte, error
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		var err error
+		var outRaw, blob []byte
 		if len(raw) != 0 {
-			dst, err = appendOutput(dst, out, raw[i])
-		} else {
-			dst, err = appendOutput(dst, out, nil)
+			outRaw = raw[i]
 		}
+		dst, blob, err = appendOutput(dst, out, outRaw, len(raw) != 0, enc.binary(out.GetName()))
 		if err != nil {
-			return dst, status.Errorf(codes.Internal, "inference response: output %q: %v", out.GetName(), err)
+			return dst, nil, status.Errorf(codes.Internal, "inference response: output %q: %v", out.GetName(), err)
+		}
+		if blob != nil {
+			blobs = append(blobs, blob)
 		}
 	}
-	return append(dst, "]}"...), nil
+	return append(dst, "]}"...), blobs, nil
 }
 
-// appendOutput writes one output tensor; raw is nil when it has typed contents.
-func appendOutput(dst []byte, out *pb.ModelInferResponse_InferOutputTensor, raw []byte) ([]byte, error) {
+// appendOutput writes one output tensor, from raw contents when isRaw, else
+// from typed contents. A binary output is written without data, which is
+// returned as blob instead (never nil, if empty).
+func appendOutput(dst []byte, out *pb.ModelInferResponse_InferOutputTensor, raw []byte, isRaw, binary bool) (_ []byte, blob []byte, err error) {
 	dt, err := lookupDatatype(out.GetDatatype())
 	if err != nil {
-		return dst, err
+		return dst, nil, err
 	}
 	count, err := elementCount(out.GetShape())
 	if err != nil {
-		return dst, err
+		return dst, nil, err
+	}
+	if binary {
+		if blob, err = outputBinary(dt, out, raw, isRaw, count); err != nil {
+			return dst, nil, err
+		}
 	}
 	dst = append(dst, `{"name":`...)
 	dst = appendString(dst, out.GetName())
@@ -76,20 +91,31 @@ func appendOutput(dst []byte, out *pb.ModelInferResponse_InferOutputTensor, raw 
 		dst = strconv.AppendInt(dst, d, 10)
 	}
 	dst = append(dst, ']')
-	if params := out.GetParameters(); len(params) > 0 {
+	params := out.GetParameters()
+	if binary {
+		params = maps.Clone(params)
+		if params == nil {
+			params = map[string]*pb.InferParameter{}
+		}
+		params[binaryDataSize] = &pb.InferParameter{ParameterChoice: &pb.InferParameter_Int64Param{Int64Param: int64(len(blob))}}
+	}
+	if len(params) > 0 {
 		dst = append(dst, `,"parameters":`...)
 		dst = appendParameters(dst, params)
 	}
+	if binary {
+		return append(dst, '}'), blob, nil
+	}
 	dst = append(dst, `,"data":[`...)
-	if raw != nil {
+	if isRaw {
 		dst, err = appendRawData(dst, dt, raw, count)
 	} else {
 		dst, err = appendTypedData(dst, dt, out.GetContents(), count)
 	}
 	if err != nil {
-		return dst, err
+		return dst, nil, err
 	}
-	return append(dst, "]}"...), nil
+	return append(dst, "]}"...), nil, nil
 }
 
 // appendRawData writes count elements of raw contents as JSON values.

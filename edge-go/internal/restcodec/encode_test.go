@@ -78,7 +78,7 @@ func TestAppendInferResponse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := AppendInferResponse(nil, tt.resp)
+			got, err := appendJSON(nil, tt.resp)
 			if err != nil {
 				t.Fatalf("AppendInferResponse: %v", err)
 			}
@@ -107,7 +107,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.datatype, func(t *testing.T) {
-			out, err := AppendInferResponse(nil, rawResponse(tt.datatype, []int64{2, 2}, tt.raw))
+			out, err := appendJSON(nil, rawResponse(tt.datatype, []int64{2, 2}, tt.raw))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -119,7 +119,7 @@ func TestRoundTrip(t *testing.T) {
 			if err := json.Unmarshal(out, &resp); err != nil {
 				t.Fatal(err)
 			}
-			req, err := DecodeInferRequest([]byte(oneInput(tt.datatype, "[2, 2]", string(resp.Outputs[0].Data))))
+			req, err := decodeJSON([]byte(oneInput(tt.datatype, "[2, 2]", string(resp.Outputs[0].Data))))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,7 +153,7 @@ func TestAppendInferResponseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := AppendInferResponse(nil, tt.resp)
+			_, err := appendJSON(nil, tt.resp)
 			st, ok := status.FromError(err)
 			if err == nil || !ok || st.Code() != codes.Internal {
 				t.Fatalf("error %v is not an INTERNAL status", err)
