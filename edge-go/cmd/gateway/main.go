@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/tandem-ml/tandem/edge-go/internal/config"
+	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -20,7 +21,8 @@ var version = "dev"
 
 func main() {
 	var level slog.LevelVar
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: &level}))
+	// Lines logged with a request's context carry its trace_id and span_id.
+	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: &level})))
 
 	cfg, err := config.Load(os.Args[1:], os.LookupEnv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {

@@ -8,28 +8,35 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"slices"
 	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel"
 
 	"github.com/tandem-ml/tandem/edge-go/internal/coalesce"
 	"github.com/tandem-ml/tandem/edge-go/internal/config"
 	"github.com/tandem-ml/tandem/edge-go/internal/edgegrpc"
 	"github.com/tandem-ml/tandem/edge-go/internal/httpserver"
+	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
 	"github.com/tandem-ml/tandem/edge-go/internal/rest"
+	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/grpctransport"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
 )
 
-// listeners are where the gateway serves clients; grpc is nil when the
-// edge gRPC listener is disabled.
+// listeners are where the gateway serves clients, and admin its metrics
+// and pprof; grpc and admin are nil when disabled.
 type listeners struct {
-	http, grpc net.Listener
+	http, grpc, admin net.Listener
 }
 
 func (ls listeners) close() {
-	for _, ln := range []net.Listener{ls.http, ls.grpc} {
+	for _, ln := range []net.Listener{ls.http, ls.grpc, ls.admin} {
 		if ln != nil {
 			_ = ln.Close()
 		}
@@ -49,8 +56,30 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 			return fmt.Errorf("listen on %s: %w", cfg.GRPCAddr, err)
 		}
 	}
+	if cfg.AdminAddr != "" {
+		if ls.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			ls.close()
+			return fmt.Errorf("listen on %s: %w", cfg.AdminAddr, err)
+		}
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceVersion: version, Logger: log, LookupEnv: os.LookupEnv})
+	if err != nil {
+		ls.close()
+		return err
+	}
+	defer func() {
+		// Export what is still buffered, after the last request.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), telemetryFlushTimeout)
+		defer cancel()
+		if err := tel.Shutdown(flushCtx); err != nil {
+			log.Warn("telemetry not flushed", "error", err)
+		}
+	}()
 	return serve(ctx, log, cfg, ls)
 }
+
+// telemetryFlushTimeout bounds the export of the last spans on exit.
+const telemetryFlushTimeout = 5 * time.Second
 
 // serve is run on listeners of the caller's, which lets tests pick ports.
 // It closes them, and then the transport once the last request has been
@@ -61,7 +90,8 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		ls.close()
 		return err
 	}
-	tr, err := newTransport(log, cfg)
+	m := metrics.New(cfg.Transport)
+	tr, err := newTransport(log, cfg, m)
 	if err != nil {
 		ls.close()
 		return err
@@ -79,13 +109,14 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		Version:         version,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
 		MaxMessageBytes: cfg.MaxMessageBytes,
+		Metrics:         m,
 	})
 	if err != nil {
 		ls.close()
 		return err
 	}
 	httpSrv := &http.Server{
-		Handler:           handler,
+		Handler:           telemetry.HTTPHandler(handler),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
@@ -97,11 +128,24 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	var httpErr, grpcErr error
+	var httpErr, grpcErr, adminErr error
 	wg.Go(func() {
 		defer cancel()
 		httpErr = httpserver.Serve(ctx, log, httpSrv, ls.http, cfg.ShutdownTimeout)
 	})
+	adminAddr := ""
+	if ls.admin != nil {
+		adminAddr = ls.admin.Addr().String()
+		adminSrv := &http.Server{
+			Handler:           adminHandler(m),
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		wg.Go(func() {
+			defer cancel()
+			adminErr = httpserver.Serve(ctx, log, adminSrv, ls.admin, cfg.ShutdownTimeout)
+		})
+	}
 	grpcAddr := ""
 	if ls.grpc != nil {
 		grpcAddr = ls.grpc.Addr().String()
@@ -117,6 +161,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 			// A gRPC request is its own body, and is forwarded as it is.
 			MaxRecvBytes: int(min(cfg.MaxBodyBytes, int64(cfg.MaxMessageBytes))),
 			MaxSendBytes: cfg.MaxMessageBytes,
+			Metrics:      m,
 		})
 		wg.Go(func() {
 			defer cancel()
@@ -126,10 +171,25 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 	log.Info("gateway serving OIP",
 		"http_addr", ls.http.Addr().String(),
 		"grpc_addr", grpcAddr,
+		"admin_addr", adminAddr,
 		"transport", cfg.Transport,
 		"version", version)
 	wg.Wait()
-	return errors.Join(httpErr, grpcErr)
+	return errors.Join(httpErr, grpcErr, adminErr)
+}
+
+// adminHandler serves the Prometheus metrics and Go's profiles. pprof is
+// mounted here rather than through its init's registration on
+// http.DefaultServeMux, which the gateway does not serve.
+func adminHandler(m *metrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // loadRouting reads --routing, when given: the per-model rules of request
@@ -164,8 +224,9 @@ func hopMessageBytes(cfg config.Config) int {
 }
 
 // newTransport builds the configured transport, with one retry on
-// UNAVAILABLE (transport.WithRetry) for either kind.
-func newTransport(log *slog.Logger, cfg config.Config) (transport.Transport, error) {
+// UNAVAILABLE (transport.WithRetry) for either kind, and every failed
+// attempt counted in m.
+func newTransport(log *slog.Logger, cfg config.Config, m *metrics.Metrics) (transport.Transport, error) {
 	switch cfg.Transport {
 	case "grpc":
 		tr, err := grpctransport.New(grpctransport.Config{
@@ -177,13 +238,13 @@ func newTransport(log *slog.Logger, cfg config.Config) (transport.Transport, err
 			return nil, fmt.Errorf("transport: %w", err)
 		}
 		log.Info("forwarding over gRPC", "inference_addr", cfg.InferenceAddr)
-		return transport.WithRetry(tr, cfg.Timeout), nil
+		return transport.WithRetry(m.Hop(tr), cfg.Timeout), nil
 	case "nats":
 		tr, err := newNATSTransport(log, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("transport: %w", err)
 		}
-		return transport.WithRetry(tr, cfg.Timeout), nil
+		return transport.WithRetry(m.Hop(tr), cfg.Timeout), nil
 	}
 	return nil, fmt.Errorf("transport %q is not built in", cfg.Transport)
 }
@@ -197,6 +258,10 @@ func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Transport,
 		Timeout:        cfg.Timeout,
 		AttemptTimeout: cfg.HopAttemptTimeout,
 		Logger:         log,
+		// The trace context travels in lowercase headers (proto/README.md).
+		InjectHeaders: func(ctx context.Context, h natstransport.HeaderCarrier) {
+			otel.GetTextMapPropagator().Inject(ctx, h)
+		},
 	}
 	if cfg.NATSURL != "" {
 		tr, err := natstransport.New(ncfg)

@@ -21,6 +21,7 @@ import (
 const (
 	DefaultHTTPAddr      = ":8000"
 	DefaultGRPCAddr      = ":8001"
+	DefaultAdminAddr     = ":9000" // /metrics and /debug/pprof/
 	DefaultTransport     = "grpc"
 	DefaultInferenceAddr = "127.0.0.1:50051"
 
@@ -62,6 +63,7 @@ var Transports = []string{"grpc", "nats"}
 type Config struct {
 	HTTPAddr      string
 	GRPCAddr      string
+	AdminAddr     string
 	Transport     string
 	InferenceAddr string
 
@@ -97,6 +99,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 
 	fs.StringVar(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "host:port of the OIP REST listener")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "host:port of the OIP gRPC listener (empty: none)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", DefaultAdminAddr, "host:port of the admin listener: Prometheus /metrics and /debug/pprof/ (empty: none)")
 	fs.StringVar(&c.Transport, "transport", DefaultTransport, "how to reach the inference service: "+strings.Join(Transports, ", "))
 	fs.StringVar(&c.InferenceAddr, "inference-addr", DefaultInferenceAddr, "with --transport grpc: host:port of the inference service's OIP gRPC endpoint")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "with --transport nats: NATS server URLs, comma-separated (empty: run an embedded nats-server)")

@@ -21,6 +21,7 @@ func TestLoad(t *testing.T) {
 	defaults := Config{
 		HTTPAddr:          ":8000",
 		GRPCAddr:          ":8001",
+		AdminAddr:         ":9000",
 		Transport:         "grpc",
 		InferenceAddr:     "127.0.0.1:50051",
 		NATSSubjectPrefix: "oip.v2",
@@ -57,6 +58,8 @@ func TestLoad(t *testing.T) {
 			with(func(c *Config) {
 				c.InferenceAddr, c.ShutdownTimeout, c.LogLevel, c.MaxMessageBytes = "env:2", 3*time.Second, slog.LevelWarn, 100
 			})},
+		{"admin listener disabled by its variable", nil, map[string]string{"TANDEM_ADMIN_ADDR": ""},
+			with(func(c *Config) { c.AdminAddr = "" })},
 		{"flag wins over environment", []string{"--inference-addr", "flag:1"}, map[string]string{"TANDEM_INFERENCE_ADDR": "env:2", "TANDEM_TIMEOUT": "1s"},
 			with(func(c *Config) { c.InferenceAddr, c.Timeout = "flag:1", time.Second })},
 		{"nats", []string{"--transport", "nats", "--nats-url", "nats://a:4222,nats://b:4222", "--grpc-addr", "", "--inference-addr", ""},

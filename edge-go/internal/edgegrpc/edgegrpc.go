@@ -10,15 +10,22 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
+	"github.com/tandem-ml/tandem/edge-go/internal/servertiming"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
@@ -37,6 +44,11 @@ type Config struct {
 	// MaxRecvBytes bounds a request message; a larger one is refused with
 	// RESOURCE_EXHAUSTED before it is read. MaxSendBytes bounds a response.
 	MaxRecvBytes, MaxSendBytes int
+	// Metrics counts the OIP calls (health checks aside); nil: none.
+	Metrics *metrics.Metrics
+	// TracerProvider makes the SERVER span of every OIP call (health
+	// checks aside); nil means OpenTelemetry's global one.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is the edge gRPC server.
@@ -48,10 +60,15 @@ type Server struct {
 
 // New builds the server; Serve runs it.
 func New(cfg Config) *Server {
+	traceOpts := []otelgrpc.Option{otelgrpc.WithFilter(filters.Not(filters.HealthCheck()))}
+	if cfg.TracerProvider != nil {
+		traceOpts = append(traceOpts, otelgrpc.WithTracerProvider(cfg.TracerProvider))
+	}
 	srv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.MaxSendMsgSize(cfg.MaxSendBytes),
-		grpc.ChainUnaryInterceptor(logCalls(cfg.Logger)),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(traceOpts...)),
+		grpc.ChainUnaryInterceptor(observeCalls(cfg.Logger, cfg.Metrics)),
 	)
 	pb.RegisterGRPCInferenceServiceServer(srv, &service{
 		tr:      cfg.Transport,
@@ -133,8 +150,23 @@ func (s *service) ModelMetadata(ctx context.Context, req *pb.ModelMetadataReques
 	return forward(ctx, s, s.tr.ModelMetadata, req)
 }
 
+// ModelInfer forwards the call and reports where its time went in the
+// server-timing trailer (package servertiming).
 func (s *service) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	return forward(ctx, s, s.tr.ModelInfer, req)
+	start := time.Now()
+	var hop time.Duration
+	resp, err := forward(ctx, s, func(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+		hopStart := time.Now()
+		defer func() { hop = time.Since(hopStart) }()
+		return s.tr.ModelInfer(ctx, req)
+	}, req)
+	if err != nil {
+		return nil, err
+	}
+	reported, ok := servertiming.Take(resp)
+	timing := servertiming.Value(time.Since(start), hop, reported, ok)
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(strings.ToLower(servertiming.Header), timing))
+	return resp, nil
 }
 
 // forward makes one call through the transport under min(the client's
@@ -151,12 +183,32 @@ func forward[Req, Resp any](ctx context.Context, s *service, call func(context.C
 	return resp, nil
 }
 
-// logCalls logs one line per call once it is answered: at debug when it
-// succeeded and at info when it failed, as the REST API does.
-func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
+// healthService prefixes the health checks' methods, which are neither
+// traced nor counted: probes would drown the calls that matter.
+const healthService = "/grpc.health.v1."
+
+// observeCalls counts every OIP call in the metrics and logs one line per
+// call once it is answered: at debug when it succeeded and at info when it
+// failed, as the REST API does.
+func observeCalls(log *slog.Logger, m *metrics.Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
+		counted := m != nil && !strings.HasPrefix(info.FullMethod, healthService)
+		if counted {
+			m.Begin()
+		}
 		resp, err := handler(ctx, req)
+		elapsed := time.Since(start)
+		model := ""
+		if named, ok := req.(interface{ GetName() string }); ok {
+			model = named.GetName()
+		} else if infer, ok := req.(*pb.ModelInferRequest); ok {
+			model = infer.GetModelName()
+		}
+		code := status.Code(err)
+		if counted {
+			m.End(ctx, model, metrics.GRPCCode(code), elapsed)
+		}
 		level := slog.LevelDebug
 		if err != nil {
 			level = slog.LevelInfo
@@ -167,13 +219,11 @@ func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 		st := status.Convert(err)
 		attrs := []slog.Attr{
 			slog.String("method", info.FullMethod),
-			slog.String("code", st.Code().String()),
-			slog.Float64("duration_ms", float64(time.Since(start))/float64(time.Millisecond)),
+			slog.String("code", code.String()),
+			slog.Float64("duration_ms", float64(elapsed)/float64(time.Millisecond)),
 		}
-		if named, ok := req.(interface{ GetName() string }); ok && named.GetName() != "" {
-			attrs = append(attrs, slog.String("model", named.GetName()))
-		} else if infer, ok := req.(*pb.ModelInferRequest); ok {
-			attrs = append(attrs, slog.String("model", infer.GetModelName()))
+		if model != "" {
+			attrs = append(attrs, slog.String("model", model))
 		}
 		if err != nil {
 			attrs = append(attrs, slog.String("error", st.Message()))

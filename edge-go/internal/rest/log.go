@@ -4,16 +4,25 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 )
 
-// logRequests logs one line per request once it is answered: at debug when
-// it succeeded and at info when it failed, so that the default level shows
-// every failure without paying for a line per success under load.
-func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+// logRequests counts every request in m and logs one line per request once
+// it is answered: at debug when it succeeded and at info when it failed, so
+// that the default level shows every failure without paying for a line per
+// success under load. The line is logged with the request's context, so it
+// carries the trace.
+func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		m.Begin()
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
+		elapsed := time.Since(start)
+		// The mux filled the path values in on this same request.
+		model := r.PathValue("model")
+		m.End(r.Context(), model, metrics.HTTPCode(rec.status), elapsed)
 
 		level := slog.LevelDebug
 		if rec.status >= http.StatusBadRequest {
@@ -28,10 +37,9 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 			slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status),
 			// Milliseconds read at a glance; slog's Duration writes nanoseconds.
-			slog.Float64("duration_ms", float64(time.Since(start))/float64(time.Millisecond)),
+			slog.Float64("duration_ms", float64(elapsed)/float64(time.Millisecond)),
 		}
-		// The mux filled the path values in on this same request.
-		if model := r.PathValue("model"); model != "" {
+		if model != "" {
 			attrs = append(attrs, slog.String("model", model))
 		}
 		if rec.errMsg != "" {

@@ -11,12 +11,15 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
 	"github.com/tandem-ml/tandem/edge-go/internal/restcodec"
+	"github.com/tandem-ml/tandem/edge-go/internal/servertiming"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
@@ -43,6 +46,8 @@ type Config struct {
 	// service; a request that would exceed it gets 413 rather than reaching
 	// a service that would refuse it.
 	MaxMessageBytes int
+	// Metrics counts every request; nil: none.
+	Metrics *metrics.Metrics
 }
 
 // Handler serves the OIP REST API.
@@ -70,7 +75,7 @@ func New(cfg Config) (*Handler, error) {
 		h.mux.HandleFunc("GET "+model+"/ready", h.modelReady)
 		h.mux.HandleFunc("POST "+model+"/infer", h.infer)
 	}
-	h.logged = logRequests(cfg.Logger, http.HandlerFunc(h.route))
+	h.logged = logRequests(cfg.Logger, cfg.Metrics, http.HandlerFunc(h.route))
 	return h, nil
 }
 
@@ -158,6 +163,7 @@ func versionSuffix(version string) string {
 }
 
 func (h *Handler) infer(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	body, err := readBody(w, r, h.cfg.MaxBodyBytes)
 	if err != nil {
 		writeError(w, r, err)
@@ -174,17 +180,21 @@ func (h *Handler) infer(w http.ResponseWriter, r *http.Request) {
 			oiperr.ErrTooLarge, size, h.cfg.MaxMessageBytes))
 		return
 	}
+	hopStart := time.Now()
 	resp, err := h.cfg.Transport.ModelInfer(r.Context(), req)
+	hop := time.Since(hopStart)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
+	reported, ok := servertiming.Take(resp) // the client gets it as Server-Timing
 	// JSON numbers take about three times the bytes of raw float32s.
 	out, blobs, err := restcodec.AppendInferResponse(make([]byte, 0, 256+3*rawSize(resp)), resp, enc)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
+	w.Header().Set(servertiming.Header, servertiming.Value(time.Since(start), hop, reported, ok))
 	if blobs != nil {
 		writeBinary(w, out, blobs)
 		return

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -44,6 +46,9 @@ type Config struct {
 	// MaxMessageBytes is the largest message sent or received; the service
 	// must accept at least as much.
 	MaxMessageBytes int
+	// TracerProvider makes the CLIENT span of every call; nil means
+	// OpenTelemetry's global one.
+	TracerProvider trace.TracerProvider
 }
 
 // Transport is a transport.Transport over one gRPC client connection.
@@ -62,7 +67,14 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Timeout <= 0 {
 		return nil, fmt.Errorf("grpc transport: timeout %v is not positive", cfg.Timeout)
 	}
+	var traceOpts []otelgrpc.Option
+	if cfg.TracerProvider != nil {
+		traceOpts = append(traceOpts, otelgrpc.WithTracerProvider(cfg.TracerProvider))
+	}
 	conn, err := grpc.NewClient(cfg.Addr,
+		// A span per call, hence per attempt of a retried one, carrying
+		// the trace context to the service.
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(traceOpts...)),
 		// The hop is loopback or a private network; TLS belongs to the edge.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{

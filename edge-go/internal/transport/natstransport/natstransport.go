@@ -16,6 +16,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -55,6 +59,9 @@ type Config struct {
 	// InjectHeaders, when set, adds headers to every request, such as the
 	// W3C trace context of ctx. The carrier keeps keys lowercase.
 	InjectHeaders func(ctx context.Context, h HeaderCarrier)
+	// TracerProvider makes the PRODUCER span of every request ("send
+	// <subject>"); nil means OpenTelemetry's global one.
+	TracerProvider trace.TracerProvider
 	// Logger receives connection events: disconnects, reconnects, errors.
 	Logger *slog.Logger
 }
@@ -67,7 +74,11 @@ type Transport struct {
 	timeout        time.Duration
 	attemptTimeout time.Duration
 	inject         func(context.Context, HeaderCarrier)
+	tracer         trace.Tracer
 }
+
+// instrumentationName names the tracer of the send spans.
+const instrumentationName = "github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
 
 var _ transport.Transport = (*Transport)(nil)
 
@@ -140,6 +151,7 @@ func New(cfg Config) (*Transport, error) {
 		timeout:        cfg.Timeout,
 		attemptTimeout: cfg.AttemptTimeout,
 		inject:         cfg.InjectHeaders,
+		tracer:         tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
 	}, nil
 }
 
@@ -194,9 +206,28 @@ func modelCall[Resp proto.Message](ctx context.Context, t *Transport, model, rpc
 // went away (a worker killed with SIGKILL silently loses what it held), so
 // without an attempt timeout the request would wait out its whole deadline.
 func call[Resp proto.Message](ctx context.Context, t *Transport, subject, model string, req proto.Message, resp Resp) (Resp, error) {
-	var zero Resp
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
+	// One span per attempt: a retried request shows both sends.
+	ctx, span := t.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.name", "send"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", subject),
+		))
+	defer span.End()
+	resp, err := request(ctx, t, subject, model, req, resp)
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+		span.SetAttributes(attribute.String("error.type", status.Code(err).String()))
+	}
+	return resp, err
+}
+
+// request is call's work, inside the span.
+func request[Resp proto.Message](ctx context.Context, t *Transport, subject, model string, req proto.Message, resp Resp) (Resp, error) {
+	var zero Resp
 	attemptCtx := ctx
 	if transport.RetryFollows(ctx) {
 		var cancelAttempt context.CancelFunc
@@ -216,6 +247,7 @@ func call[Resp proto.Message](ctx context.Context, t *Transport, subject, model 
 	deadline, _ := attemptCtx.Deadline() // always set: ctx has the timeout
 	msg.Header.Set(HeaderTimeout, budgetMillis(time.Until(deadline)))
 	if t.inject != nil {
+		// ctx holds the send span: the worker's span is its child.
 		t.inject(ctx, HeaderCarrier(msg.Header))
 	}
 
@@ -253,12 +285,14 @@ func (t *Transport) explain(ctx context.Context, subject, model string, err erro
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		if model == "" {
-			return status.Errorf(codes.Unavailable, "no inference worker is connected to NATS (no responders on %s)", subject)
+			return transport.WithKind(transport.KindNoResponders, status.Newf(codes.Unavailable,
+				"no inference worker is connected to NATS (no responders on %s)", subject))
 		}
 		if t.anyWorker(ctx) {
 			return status.Errorf(codes.NotFound, "unknown model %q: no inference worker serves it (no responders on %s)", model, subject)
 		}
-		return status.Errorf(codes.Unavailable, "no inference worker is serving model %q (no responders on %s)", model, subject)
+		return transport.WithKind(transport.KindNoResponders, status.Newf(codes.Unavailable,
+			"no inference worker is serving model %q (no responders on %s)", model, subject))
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			if errors.Is(ctxErr, context.Canceled) {
@@ -266,7 +300,8 @@ func (t *Transport) explain(ctx context.Context, subject, model string, err erro
 			}
 			return status.Errorf(codes.DeadlineExceeded, "no inference worker answered %s in time (timeout %v)", subject, t.timeout)
 		}
-		return status.Errorf(codes.Unavailable, "no reply from an inference worker on %s within %v (the hop attempt timeout); the worker may be gone", subject, t.attemptTimeout)
+		return transport.WithKind(transport.KindAttemptTimeout, status.Newf(codes.Unavailable,
+			"no reply from an inference worker on %s within %v (the hop attempt timeout); the worker may be gone", subject, t.attemptTimeout))
 	case errors.Is(err, nats.ErrMaxPayload):
 		return oiperr.TooLarge(fmt.Sprintf(
 			"request too large: with its headers it takes more than the %d bytes the NATS server accepts in one message (its max_payload)", t.nc.MaxPayload()))
@@ -321,4 +356,11 @@ func serviceError(code, msg string) error {
 		return status.Error(c, msg)
 	}
 	return status.Error(codes.Internal, msg)
+}
+
+func tracerProvider(tp trace.TracerProvider) trace.TracerProvider {
+	if tp == nil {
+		return otel.GetTracerProvider()
+	}
+	return tp
 }

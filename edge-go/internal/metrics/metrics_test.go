@@ -1,0 +1,149 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+)
+
+func TestRequests(t *testing.T) {
+	m := New("nats")
+	m.Begin()
+	if got := testutil.ToFloat64(m.inFlight); got != 1 {
+		t.Errorf("in flight = %v during a request, want 1", got)
+	}
+	m.End(t.Context(), "digits", HTTPCode(200), 3*time.Millisecond)
+	m.Begin()
+	m.End(t.Context(), "digits", HTTPCode(400), time.Millisecond)
+	m.Begin()
+	m.End(t.Context(), "digits", GRPCCode(codes.InvalidArgument), time.Millisecond)
+
+	for code, want := range map[string]float64{"200": 1, "400": 1, "INVALID_ARGUMENT": 1, "500": 0} {
+		if got := testutil.ToFloat64(m.requests.WithLabelValues("digits", "nats", code)); got != want {
+			t.Errorf("requests{code=%q} = %v, want %v", code, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(m.inFlight); got != 0 {
+		t.Errorf("in flight = %v after, want 0", got)
+	}
+	if n := testutil.CollectAndCount(m.duration, "tandem_gateway_request_duration_seconds"); n != 1 {
+		t.Errorf("%d duration series, want 1", n)
+	}
+}
+
+// A sampled request's duration carries its trace_id as an exemplar, which
+// the OpenMetrics exposition shows.
+func TestExemplar(t *testing.T) {
+	m := New("grpc")
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 1},
+		SpanID:     trace.SpanID{1},
+		TraceFlags: trace.FlagsSampled,
+	})
+	m.Begin()
+	m.End(trace.ContextWithSpanContext(t.Context(), sc), "digits", "200", 2*time.Millisecond)
+
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if want := `trace_id="` + sc.TraceID().String() + `"`; !strings.Contains(string(body), want) {
+		t.Errorf("no exemplar %s in:\n%s", want, body)
+	}
+}
+
+// Client-chosen model names cannot grow the series without end.
+func TestModelsAreBounded(t *testing.T) {
+	m := New("grpc")
+	for i := range MaxModels + 10 {
+		m.Begin()
+		m.End(context.Background(), fmt.Sprintf("m%d", i), "404", time.Millisecond)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues(OtherModel, "grpc", "404")); got != 10 {
+		t.Errorf("requests{model=%q} = %v, want 10", OtherModel, got)
+	}
+	if n := testutil.CollectAndCount(m.duration); n != MaxModels+1 {
+		t.Errorf("%d duration series, want %d", n, MaxModels+1)
+	}
+}
+
+type failing struct {
+	transport.Transport
+	err error
+}
+
+func (f failing) ModelInfer(context.Context, *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	return nil, f.err
+}
+
+// Failures of the hop count by kind; the service's answers do not.
+func TestHopErrors(t *testing.T) {
+	tests := []struct {
+		err  error
+		kind string
+	}{
+		{status.Error(codes.Unavailable, "down"), "unavailable"},
+		{status.Error(codes.DeadlineExceeded, "slow"), "deadline"},
+		{oiperr.TooLarge("big"), "too_large"},
+		{transport.WithKind(transport.KindNoResponders, status.New(codes.Unavailable, "nobody")), "no_responders"},
+		{status.Error(codes.Internal, "bug"), "internal"},
+		{status.Error(codes.InvalidArgument, "bad input"), ""},
+		{status.Error(codes.NotFound, "unknown model"), ""},
+	}
+	for _, tt := range tests {
+		m := New("nats")
+		_, err := m.Hop(failing{err: tt.err}).ModelInfer(t.Context(), &pb.ModelInferRequest{})
+		if !errors.Is(err, tt.err) {
+			t.Errorf("the error changed: %v", err)
+		}
+		total := testutil.CollectAndCount(m.hopErrors)
+		if tt.kind == "" {
+			if total != 0 {
+				t.Errorf("%v counted as a hop error", tt.err)
+			}
+			continue
+		}
+		if got := testutil.ToFloat64(m.hopErrors.WithLabelValues("nats", tt.kind)); got != 1 {
+			t.Errorf("%v: hop_errors{kind=%q} = %v, want 1", tt.err, tt.kind, got)
+		}
+	}
+}
+
+func TestNilRecordsNothing(t *testing.T) {
+	var m *Metrics
+	m.Begin()
+	m.End(t.Context(), "digits", "200", time.Millisecond)
+	m.HopError("unavailable")
+	if tr := (failing{}); m.Hop(tr) != transport.Transport(tr) {
+		t.Error("a nil Metrics wrapped the transport")
+	}
+}
+
+func TestGRPCCode(t *testing.T) {
+	for c, want := range map[codes.Code]string{codes.OK: "OK", codes.Canceled: "CANCELLED", codes.Unauthenticated: "UNAUTHENTICATED", 99: "UNKNOWN"} {
+		if got := GRPCCode(c); got != want {
+			t.Errorf("GRPCCode(%v) = %q, want %q", c, got, want)
+		}
+	}
+}

@@ -1,0 +1,177 @@
+// Package telemetry sets up OpenTelemetry tracing for the gateway from the
+// standard OTEL_* environment variables only, so that the gateway and the
+// Python service are pointed at a collector the same way.
+//
+// With neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+// set there is no exporter and no batch processor: the tracer provider stays
+// OpenTelemetry's no-op one, which still carries an incoming trace context
+// through the gateway (into the logs and on to the inference service) at
+// almost no cost.
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+const (
+	// DefaultServiceName is the gateway's service.name unless
+	// OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES says otherwise.
+	DefaultServiceName = "tandem-gateway"
+
+	// SemconvOptIn is the OTEL_SEMCONV_STABILITY_OPT_IN both sides of the
+	// hop run with: the stable RPC conventions (rpc.system.name, rpc.method
+	// "inference.GRPCInferenceService/ModelInfer", rpc.response.status_code).
+	// It is what otelgrpc emits when the variable is unset too; the Python
+	// service's gRPC spans follow the same conventions. "rpc/dup" or
+	// "rpc/old" would make otelgrpc emit the old ones as well or instead,
+	// and the two sides would no longer agree.
+	SemconvOptIn = "rpc"
+
+	protocolGRPC = "grpc"
+	protocolHTTP = "http/protobuf"
+)
+
+// Config is what Setup needs besides the environment.
+type Config struct {
+	// ServiceVersion is the gateway's version, as service.version.
+	ServiceVersion string
+	// Logger receives export errors.
+	Logger *slog.Logger
+	// LookupEnv reads the environment (os.LookupEnv in production).
+	LookupEnv func(string) (string, bool)
+}
+
+// Telemetry is the process's tracing setup; Shutdown flushes it.
+type Telemetry struct {
+	provider *sdktrace.TracerProvider // nil when nothing is exported
+}
+
+// Setup installs the W3C trace context and baggage propagators globally and,
+// when an OTLP endpoint is configured, a tracer provider that exports to it
+// in batches. The sampler comes from OTEL_TRACES_SAMPLER and
+// OTEL_TRACES_SAMPLER_ARG (default parentbased_always_on), the batching from
+// OTEL_BSP_*, and everything about the exporter (endpoint, headers,
+// compression, timeout) from OTEL_EXPORTER_OTLP_*: the SDK reads them itself.
+func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
+		propagation.TraceContext{}, propagation.Baggage{}))
+	if !exporting(cfg.LookupEnv) {
+		return &Telemetry{}, nil
+	}
+
+	exporter, err := newExporter(ctx, cfg.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	res, err := resource.New(ctx,
+		resource.WithTelemetrySDK(),
+		resource.WithHost(),
+		resource.WithProcessPID(),
+		resource.WithAttributes(
+			attribute.String("service.name", DefaultServiceName),
+			attribute.String("service.version", cfg.ServiceVersion),
+		),
+		// Last, so that OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win.
+		resource.WithFromEnv(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+	provider := sdktrace.NewTracerProvider(
+		sdktrace.WithBatcher(exporter),
+		sdktrace.WithResource(res),
+	)
+	otel.SetTracerProvider(provider)
+	if cfg.Logger != nil {
+		log := cfg.Logger
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			log.Warn("telemetry", "error", err)
+		}))
+	}
+	return &Telemetry{provider: provider}, nil
+}
+
+// Exporting reports whether spans are exported at all.
+func (t *Telemetry) Exporting() bool { return t.provider != nil }
+
+// Shutdown exports the spans still buffered and stops exporting.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t.provider == nil {
+		return nil
+	}
+	if err := t.provider.Shutdown(ctx); err != nil {
+		return fmt.Errorf("telemetry: shutdown: %w", err)
+	}
+	return nil
+}
+
+func exporting(lookupEnv func(string) (string, bool)) bool {
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		if v, ok := lookupEnv(name); ok && strings.TrimSpace(v) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Protocol is the OTLP protocol for traces: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+// else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf (the specification's
+// default).
+func Protocol(lookupEnv func(string) (string, bool)) (string, error) {
+	protocol := protocolHTTP
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+		if v, ok := lookupEnv(name); ok && strings.TrimSpace(v) != "" {
+			protocol = strings.TrimSpace(v)
+			break
+		}
+	}
+	switch protocol {
+	case protocolGRPC, protocolHTTP:
+		return protocol, nil
+	}
+	return "", fmt.Errorf("telemetry: OTLP protocol %q is not supported: use %s or %s", protocol, protocolGRPC, protocolHTTP)
+}
+
+func newExporter(ctx context.Context, lookupEnv func(string) (string, bool)) (*otlptrace.Exporter, error) {
+	protocol, err := Protocol(lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	var exporter *otlptrace.Exporter
+	if protocol == protocolGRPC {
+		exporter, err = otlptracegrpc.New(ctx)
+	} else {
+		exporter, err = otlptracehttp.New(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: OTLP %s exporter: %w", protocol, err)
+	}
+	return exporter, nil
+}
+
+// HTTPHandler traces every request h serves with a SERVER span named after
+// the route pattern that matched ("POST /v2/models/{model}/infer"), or the
+// method alone when none did, continuing the client's trace context.
+func HTTPHandler(h http.Handler) http.Handler {
+	return otelhttp.NewHandler(h, "",
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if r.Pattern != "" {
+				return r.Pattern
+			}
+			return r.Method
+		}))
+}
