@@ -7,6 +7,14 @@
 // OpenTelemetry's no-op one, which still carries an incoming trace context
 // through the gateway (into the logs and on to the inference service) at
 // almost no cost.
+//
+// OTEL_SEMCONV_STABILITY_OPT_IN: both sides of the hop run with "rpc", the
+// stable RPC conventions (rpc.system.name, rpc.method
+// "inference.GRPCInferenceService/ModelInfer", rpc.response.status_code).
+// That is what otelgrpc emits when the variable is unset too, and the Python
+// service writes its gRPC spans itself with the same attributes; "rpc/old"
+// or "rpc/dup" would make otelgrpc emit the old ones instead or as well, and
+// the two ends would no longer agree.
 package telemetry
 
 import (
@@ -31,15 +39,6 @@ const (
 	// DefaultServiceName is the gateway's service.name unless
 	// OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES says otherwise.
 	DefaultServiceName = "tandem-gateway"
-
-	// SemconvOptIn is the OTEL_SEMCONV_STABILITY_OPT_IN both sides of the
-	// hop run with: the stable RPC conventions (rpc.system.name, rpc.method
-	// "inference.GRPCInferenceService/ModelInfer", rpc.response.status_code).
-	// It is what otelgrpc emits when the variable is unset too; the Python
-	// service's gRPC spans follow the same conventions. "rpc/dup" or
-	// "rpc/old" would make otelgrpc emit the old ones as well or instead,
-	// and the two sides would no longer agree.
-	SemconvOptIn = "rpc"
 
 	protocolGRPC = "grpc"
 	protocolHTTP = "http/protobuf"
