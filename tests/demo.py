@@ -1,13 +1,17 @@
 """`make demo`: start the stack, send real held-out digits through the gateway, show the answers.
 
-Every digit goes through the Go gateway's OIP REST endpoint, over the hop to the
-Python service, to both `digits` (ONNX Runtime) and `digits-torch` (PyTorch).
-The script prints a few digits with both models' predictions, then the accuracy
-of each model on the whole held-out set and how far the two backends differ.
+For each transport (gRPC, then NATS with the server embedded in the gateway),
+every held-out digit goes through the Go gateway's OIP REST endpoint, over the
+hop to the Python service, to both `digits` (ONNX Runtime) and `digits-torch`
+(PyTorch). The script prints a few digits with both models' predictions, the
+accuracy of each model and how far the two backends differ; then it traces one
+request and prints its waterfall, built from the spans both processes exported
+over OTLP to a receiver the demo runs, with the share of time each hop took.
 """
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 
@@ -15,6 +19,7 @@ import httpx
 import numpy as np
 from tandem_inference.train import heldout
 
+from otlp import Receiver, hop_shares, otel_env, waterfall
 from stack import TRANSPORTS, Stack
 
 MODELS = ("digits", "digits-torch")
@@ -27,16 +32,17 @@ def ascii_digit(pixels: np.ndarray) -> list[str]:
     return ["".join(SHADES[int(v * (len(SHADES) - 1) / 16)] * 2 for v in row) for row in img]
 
 
+def one_digit(row: np.ndarray) -> dict[str, object]:
+    """The OIP v2 JSON infer request for one digit."""
+    tensor = {"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": row.tolist()}
+    return {"inputs": [tensor]}
+
+
 def predict(client: httpx.Client, model: str, pixels: np.ndarray) -> np.ndarray:
     """One request per digit, as independent clients would send them."""
     out = []
     for row in pixels:
-        body = {
-            "inputs": [
-                {"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": row.tolist()}
-            ]
-        }
-        r = client.post(f"/v2/models/{model}/infer", json=body)
+        r = client.post(f"/v2/models/{model}/infer", json=one_digit(row))
         r.raise_for_status()
         out.append(r.json()["outputs"][0]["data"])
     return np.asarray(out, dtype=np.float32)
@@ -69,20 +75,38 @@ def show(transport: str, client: httpx.Client, pixels: np.ndarray, labels: np.nd
     print(f"  largest difference between the two backends' probabilities: {diff:.1e}")
 
 
+def show_trace(transport: str, client: httpx.Client, receiver: Receiver, row: np.ndarray) -> None:
+    trace_id = secrets.token_hex(16)
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    r = client.post("/v2/models/digits/infer", json=one_digit(row), headers=headers)
+    r.raise_for_status()
+    spans = receiver.wait_trace(trace_id, {"tandem-gateway", "tandem-inference"})
+    print(f"\n  one request over {transport}, trace {trace_id}:\n")
+    print("\n".join("  " + line for line in waterfall(spans).splitlines()))
+    parts = hop_shares(spans)
+    total = sum(us for _, us in parts) or 1.0
+    print("\n  where the time went:")
+    for name, us in parts:
+        print(f"    {name:<36} {us:9.1f} µs  {us / total:6.1%}")
+    print(f"\n  Server-Timing: {r.headers.get('server-timing', '(none)')}")
+
+
 def main() -> int:
     pixels, labels = heldout()
     pixels = np.asarray(pixels, dtype=np.float32)
     for transport in TRANSPORTS:
-        stack = Stack(transport=transport)
-        try:
-            stack.start()
-            with httpx.Client(base_url=stack.rest_url, timeout=30) as client:
-                show(transport, client, pixels, np.asarray(labels))
-        except (RuntimeError, TimeoutError, httpx.HTTPError) as err:
-            print(f"demo failed: {err}\n{stack.logs()}", file=sys.stderr)
-            return 1
-        finally:
-            stack.stop()
+        with Receiver() as receiver:
+            stack = Stack(transport=transport, embedded_nats=True, env=otel_env(receiver.endpoint))
+            try:
+                stack.start()
+                with httpx.Client(base_url=stack.rest_url, timeout=30) as client:
+                    show(transport, client, pixels, np.asarray(labels))
+                    show_trace(transport, client, receiver, pixels[0])
+            except (RuntimeError, TimeoutError, httpx.HTTPError) as err:
+                print(f"demo failed: {err}\n{stack.logs()}", file=sys.stderr)
+                return 1
+            finally:
+                stack.stop()
     print("\nEverything the demo started has stopped.")
     return 0
 

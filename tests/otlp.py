@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -163,3 +164,41 @@ def waterfall(spans: list[Span], width: int = 40) -> str:
     for root in roots:
         walk(root, 0)
     return "\n".join(lines)
+
+
+def otel_env(endpoint: str, ratio: str = "1") -> dict[str, str]:
+    """The standard OTEL_* settings that point a process at `endpoint`, sampling `ratio`."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
+        # Export within 100 ms rather than 5 s, so that a test or the demo need not wait.
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+
+
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # OTLP SpanKind values
+
+
+def hop_shares(spans: list[Span]) -> list[tuple[str, float]]:
+    """Where one request's time went, by hop, from its spans: (part, microseconds)."""
+
+    def dur(pred: Callable[[Span], bool]) -> float:
+        found = [s for s in spans if pred(s)]
+        return found[0].duration_ns / 1e3 if found else 0.0
+
+    edge = dur(lambda s: s.service == "tandem-gateway" and s.kind == SERVER)
+    hop = dur(lambda s: s.service == "tandem-gateway" and s.kind in (CLIENT, PRODUCER))
+    python = dur(lambda s: s.service == "tandem-inference" and s.kind in (SERVER, CONSUMER))
+    queue = dur(lambda s: s.name == "queue")
+    batch = dur(lambda s: s.name == "batch")
+    model = dur(lambda s: s.name == "execute")
+    return [
+        ("Go edge (HTTP, JSON, validation)", max(0.0, edge - hop)),
+        ("transport (the hop, both ways)", max(0.0, hop - python)),
+        ("Python (decode, validate, encode)", max(0.0, python - queue - batch - model)),
+        ("Python queue", queue),
+        ("batch assembly", batch),
+        ("model", model),
+    ]

@@ -10,6 +10,8 @@ a file in the stack's work folder, so that a failing test can show them.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -22,7 +24,9 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
+
+import nats
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -91,6 +95,8 @@ class Ports:
     python_grpc: int = 50051
     nats: int = 4222
     nats_monitor: int = 8222
+    admin: int = 9000
+    python_metrics: int = 9001
 
     @classmethod
     def free(cls) -> Ports:
@@ -128,6 +134,15 @@ class Stack:
         return f"127.0.0.1:{self.ports.python_grpc}"
 
     @property
+    def admin_addr(self) -> str:
+        return f"127.0.0.1:{self.ports.admin}"
+
+    @property
+    def python_metrics_addr(self) -> str:
+        """The first worker's metrics; later workers get free ports of their own."""
+        return f"127.0.0.1:{self.ports.python_metrics}"
+
+    @property
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self.ports.nats}"
 
@@ -162,6 +177,9 @@ class Stack:
 
     def start_python(self, name: str = "inference-py") -> Process:
         argv = [str(PYTHON), "-m", "tandem_inference", "serve", "--model-repository", str(MODELS)]
+        first = not any(p.name.startswith("inference-py") for p in self.processes)
+        metrics = self.python_metrics_addr if first else f"127.0.0.1:{free_port()}"
+        argv += ["--metrics-addr", metrics]
         if self.transport == "nats":
             argv += ["--serve", "nats", "--nats-url", self.nats_url]
         else:
@@ -171,6 +189,7 @@ class Stack:
     def start_gateway(self) -> Process:
         argv = [str(GATEWAY), "--transport", self.transport]
         argv += ["--http-addr", f"127.0.0.1:{self.ports.http}", "--grpc-addr", self.edge_grpc_addr]
+        argv += ["--admin-addr", self.admin_addr]
         if self.transport == "grpc":
             argv += ["--inference-addr", self.python_grpc_addr]
         elif self.embedded_nats:
@@ -189,7 +208,39 @@ class Stack:
         for i in range(self.workers):
             self.start_python("inference-py" if i == 0 else f"inference-py-{i + 1}")
         self.wait_ready(timeout)
+        if self.transport == "nats":
+            # Ready means one worker answers; a test of several needs all of them in the group.
+            self.wait_workers(self.workers, timeout)
         return self
+
+    def service_replies(self, verb: str = "PING") -> list[dict[str, Any]]:
+        """Every NATS worker's answer to `$SRV.<verb>.tandem-inference` (PING, INFO or STATS)."""
+
+        async def ask() -> list[dict[str, Any]]:
+            nc = await nats.connect(self.nats_url)
+            try:
+                inbox = nc.new_inbox()
+                sub = await nc.subscribe(inbox)
+                await nc.publish(f"$SRV.{verb}.tandem-inference", b"", reply=inbox)
+                replies: list[dict[str, Any]] = []
+                while True:  # every worker answers; collect until the answers stop
+                    try:
+                        msg = await sub.next_msg(timeout=0.5)
+                    except nats.errors.TimeoutError:
+                        return replies
+                    replies.append(json.loads(msg.data))
+            finally:
+                await nc.close()
+
+        return asyncio.run(ask())
+
+    def wait_workers(self, n: int, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.service_replies()) < n:
+            if time.monotonic() > deadline:
+                have = len(self.service_replies())
+                msg = f"{have} of {n} NATS workers after {timeout:.0f}s"
+                raise TimeoutError(f"{msg}:\n{self.logs()}")
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Wait until the gateway reports the whole path ready, or fail with the logs."""

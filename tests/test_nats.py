@@ -8,12 +8,10 @@ the same discovery an operator would use.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from collections.abc import Callable, Iterator
 
 import httpx
-import nats
 import numpy as np
 import pytest
 
@@ -26,28 +24,12 @@ INFER = "oip.v2.models.digits.infer"
 
 def infer_counts(stack: Stack) -> dict[str, int]:
     """Requests each live worker has taken on the digits infer subject, by service id."""
-
-    async def ask() -> dict[str, int]:
-        nc = await nats.connect(stack.nats_url)
-        try:
-            inbox = nc.new_inbox()
-            sub = await nc.subscribe(inbox)
-            await nc.publish("$SRV.STATS.tandem-inference", b"", reply=inbox)
-            counts: dict[str, int] = {}
-            # Every worker answers; collect until the answers stop coming.
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=0.5)
-                except nats.errors.TimeoutError:
-                    return counts
-                stats = json.loads(msg.data)
-                for ep in stats["endpoints"]:
-                    if ep["subject"] == INFER:
-                        counts[stats["id"]] = ep["num_requests"]
-        finally:
-            await nc.close()
-
-    return asyncio.run(ask())
+    return {
+        stats["id"]: ep["num_requests"]
+        for stats in stack.service_replies("STATS")
+        for ep in stats["endpoints"]
+        if ep["subject"] == INFER
+    }
 
 
 def fire(
