@@ -458,14 +458,17 @@ def _plot_cpu(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     fig, axes = plt.subplots(
         1, max(1, len(swept)), figsize=(5 * max(1, len(swept)), 4), squeeze=False, sharey=True
     )
+    # One colour per process across all panels.
+    every = sorted({n for r in swept for s in r["steps"] for n in s["processes"]})
+    colour = {n: f"C{i}" for i, n in enumerate(every)}
     for ax, r in zip(axes[0], swept, strict=False):
         steps = sorted(r["steps"], key=lambda s: s["offered_rps"])
         # Only the processes that worked in this scenario; the idle ones are flat at zero.
         names = sorted({n for s in steps for n, v in s["processes"].items() if v["cpu_pct"] >= 2})
-        for j, n in enumerate(names):
+        for n in names:
             xs = [s["offered_rps"] for s in steps if n in s["processes"]]
             ys = [s["processes"][n]["cpu_pct"] for s in steps if n in s["processes"]]
-            ax.plot(xs, ys, "o-", color=f"C{j}", label=n)
+            ax.plot(xs, ys, "o-", color=colour[n], label=n)
         ax.set(title=r["name"], xlabel="offered rate (req/s)", ylabel="CPU (% of one core)")
         ax.grid(visible=True, alpha=0.3)
         ax.legend(fontsize="small")
