@@ -6,32 +6,44 @@ import (
 	"strings"
 )
 
-// walkData calls visit for every element of an OIP JSON `data` array, in
-// row-major order, with the element's flat index. The array is either flat,
+// walkData appends the raw form of every element of an OIP JSON `data`
+// array to raw, in row-major order, and returns it. The array is either flat,
 // holding exactly count elements, or nested exactly as deep as shape with
 // every level as long as its dimension.
 //
 // data must be a valid JSON array: encoding/json has already checked the
 // syntax, so the scanner below only has to find where values start and end.
-func walkData(data []byte, shape []int64, count int, visit func(i int, e element) error) error {
-	w := walker{s: scanner{b: data}, shape: shape, visit: visit}
+func walkData(data []byte, shape []int64, count int, dt *datatype, raw []byte) ([]byte, error) {
+	// A walker of its own rather than a callback: nothing escapes to the
+	// heap per request but the raw buffer itself.
+	w := walker{s: scanner{b: data}, shape: shape, dt: dt, raw: raw}
 	depth := w.s.depth()
 	if depth <= 1 {
-		return w.flat(count)
+		return w.raw, w.flat(count)
 	}
 	if depth != len(shape) {
-		return fmt.Errorf("data is nested %d deep but shape %s has %d dimensions", depth, formatShape(shape), len(shape))
+		return w.raw, fmt.Errorf("data is nested %d deep but shape %s has %d dimensions", depth, formatShape(shape), len(shape))
 	}
 	w.path = make([]int, len(shape))
-	return w.nested(0)
+	return w.raw, w.nested(0)
 }
 
 type walker struct {
 	s     scanner
 	shape []int64
-	visit func(int, element) error
+	dt    *datatype
+	raw   []byte
 	path  []int // index at each level of nested data, for error messages
 	next  int   // flat index of the next element in nested data
+}
+
+// visit appends element i.
+func (w *walker) visit(i int, e element) error {
+	var err error
+	if w.raw, err = w.dt.appendRaw(w.raw, e); err != nil {
+		return fmt.Errorf("element %d %w", i, err)
+	}
+	return nil
 }
 
 func (w *walker) flat(count int) error {

@@ -37,7 +37,17 @@ type inputTensor struct {
 	Shape      []int64                    `json:"shape"`
 	Datatype   string                     `json:"datatype"`
 	Parameters map[string]json.RawMessage `json:"parameters"`
-	Data       json.RawMessage            `json:"data"`
+	Data       rawValue                   `json:"data"`
+}
+
+// rawValue is a JSON value as it stands in the body: unlike
+// json.RawMessage, a view of the body rather than a copy, which the body
+// outlives (the largest part of a request, read once more by walkData).
+type rawValue []byte
+
+func (v *rawValue) UnmarshalJSON(b []byte) error {
+	*v = b
+	return nil
 }
 
 type requestedOutput struct {
@@ -174,14 +184,7 @@ func decodeInput(in *inputTensor, binary *[]byte) (*pb.ModelInferRequest_InferIn
 	if dt.size == 0 {
 		capacity = len(in.Data) // BYTES: lengths and bytes are never longer than the JSON
 	}
-	raw := make([]byte, 0, capacity)
-	err = walkData(in.Data, in.Shape, count, func(i int, e element) error {
-		var err error
-		if raw, err = dt.appendRaw(raw, e); err != nil {
-			return fmt.Errorf("element %d %w", i, err)
-		}
-		return nil
-	})
+	raw, err := walkData(in.Data, in.Shape, count, dt, make([]byte, 0, capacity))
 	if err != nil {
 		return nil, nil, err
 	}
