@@ -95,8 +95,11 @@ def running(
                 services.grpc_addrs[gateway.name] = gw.edge_grpc_addr
         if "baseline" in needed:
             port = free_port()
-            argv = [str(PYTHON), str(BASELINE), "--port", str(port), "--model", str(baseline_model)]
-            baseline = Process("baseline", argv, workdir / "baseline.log", dict(os.environ)).start()
+            argv = [str(PYTHON), str(BASELINE), "--host", "127.0.0.1", "--port", str(port)]
+            argv += ["--model", str(baseline_model)]
+            # As tests/stack.py does: flags only, no stray TANDEM_* from the caller's shell.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+            baseline = Process("baseline", argv, workdir / "baseline.log", env).start()
             stack.callback(baseline.stop)
             services.processes["baseline"] = baseline
             services.rest_urls["baseline"] = f"http://127.0.0.1:{port}"
@@ -220,11 +223,7 @@ def drive(
     # The driver bounds itself (max_steps, per-step duration and timeout); this is
     # a last line of defence against a hang, not a schedule.
     try:
-        code = driver.wait(timeout=3600)
-    except subprocess.TimeoutExpired:
-        driver.kill()
-        driver.wait()
-        raise
+        code = _wait(driver, 3600)
     finally:
         sampler.stop()
     if code != 0:
@@ -232,6 +231,16 @@ def drive(
             f"loadgen exited {code}:\n{log_path.read_text(errors='replace')[-4000:]}"
         )
     return sampler.samples
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """The process's exit code; killed, and TimeoutExpired raised, if it overruns."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def locust(
@@ -256,7 +265,7 @@ def locust(
         sampler.start()
         try:
             # Locust stops itself after run_time; the margin covers start-up and the reports.
-            code = proc.wait(timeout=_seconds(run_time) + 120)
+            code = _wait(proc, _seconds(run_time) + 120)
         finally:
             sampler.stop()
         if code != 0:
