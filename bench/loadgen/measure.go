@@ -18,8 +18,9 @@ type Stats struct {
 	P99US  float64 `json:"p99_us"`
 	P999US float64 `json:"p999_us"`
 	MaxUS  float64 `json:"max_us"`
-	// CDF is [percentile, µs] pairs at HdrHistogram's percentile ticks (each step
-	// halves the remaining distance to 100), as far as the sample count resolves.
+	// CDF is [percentile, µs] pairs spaced as in HdrHistogram's percentile
+	// distribution (four ticks each time the distance to 100 halves), as far as the
+	// sample count resolves, then 100 (the max).
 	CDF [][2]float64 `json:"cdf"`
 }
 
