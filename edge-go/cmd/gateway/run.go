@@ -62,6 +62,16 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 			return fmt.Errorf("listen on %s: %w", cfg.AdminAddr, err)
 		}
 	}
+	return serve(ctx, log, cfg, ls)
+}
+
+// telemetryFlushTimeout bounds the export of the last spans on exit.
+const telemetryFlushTimeout = 5 * time.Second
+
+// serve is run on listeners of the caller's, which lets tests pick ports.
+// It closes them, and then the transport once the last request has been
+// answered (and after it the embedded nats-server, if any).
+func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listeners) (err error) {
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceVersion: version, Logger: log, LookupEnv: os.LookupEnv})
 	if err != nil {
 		ls.close()
@@ -75,23 +85,13 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 			log.Warn("telemetry not flushed", "error", err)
 		}
 	}()
-	return serve(ctx, log, cfg, ls)
-}
-
-// telemetryFlushTimeout bounds the export of the last spans on exit.
-const telemetryFlushTimeout = 5 * time.Second
-
-// serve is run on listeners of the caller's, which lets tests pick ports.
-// It closes them, and then the transport once the last request has been
-// answered (and after it the embedded nats-server, if any).
-func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listeners) (err error) {
 	rules, err := loadRouting(log, cfg)
 	if err != nil {
 		ls.close()
 		return err
 	}
 	m := metrics.New(cfg.Transport)
-	tr, err := newTransport(log, cfg, m)
+	tr, err := newTransport(log, cfg, m, tel)
 	if err != nil {
 		ls.close()
 		return err
@@ -116,7 +116,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		return err
 	}
 	httpSrv := &http.Server{
-		Handler:           telemetry.HTTPHandler(handler),
+		Handler:           tel.HTTPHandler(handler),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
@@ -162,6 +162,8 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 			MaxRecvBytes: int(min(cfg.MaxBodyBytes, int64(cfg.MaxMessageBytes))),
 			MaxSendBytes: cfg.MaxMessageBytes,
 			Metrics:      m,
+			// Spans for OIP calls, continuing the client's trace.
+			ServerOptions: tel.GRPCServerOptions(),
 		})
 		wg.Go(func() {
 			defer cancel()
@@ -226,13 +228,14 @@ func hopMessageBytes(cfg config.Config) int {
 // newTransport builds the configured transport, with one retry on
 // UNAVAILABLE (transport.WithRetry) for either kind, and every failed
 // attempt counted in m.
-func newTransport(log *slog.Logger, cfg config.Config, m *metrics.Metrics) (transport.Transport, error) {
+func newTransport(log *slog.Logger, cfg config.Config, m *metrics.Metrics, tel *telemetry.Telemetry) (transport.Transport, error) {
 	switch cfg.Transport {
 	case "grpc":
 		tr, err := grpctransport.New(grpctransport.Config{
 			Addr:            cfg.InferenceAddr,
 			Timeout:         cfg.Timeout,
 			MaxMessageBytes: cfg.MaxMessageBytes,
+			DialOptions:     tel.GRPCDialOptions(),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("transport: %w", err)

@@ -10,12 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -46,9 +44,9 @@ type Config struct {
 	MaxRecvBytes, MaxSendBytes int
 	// Metrics counts the OIP calls (health checks aside); nil: none.
 	Metrics *metrics.Metrics
-	// TracerProvider makes the SERVER span of every OIP call (health
-	// checks aside); nil means OpenTelemetry's global one.
-	TracerProvider trace.TracerProvider
+	// ServerOptions are added to the server's, such as the telemetry's (a
+	// SERVER span per OIP call).
+	ServerOptions []grpc.ServerOption
 }
 
 // Server is the edge gRPC server.
@@ -60,16 +58,13 @@ type Server struct {
 
 // New builds the server; Serve runs it.
 func New(cfg Config) *Server {
-	traceOpts := []otelgrpc.Option{otelgrpc.WithFilter(filters.Not(filters.HealthCheck()))}
-	if cfg.TracerProvider != nil {
-		traceOpts = append(traceOpts, otelgrpc.WithTracerProvider(cfg.TracerProvider))
-	}
-	srv := grpc.NewServer(
+	// The given options first: their interceptors (the trace context) run
+	// before the log line's.
+	srv := grpc.NewServer(append(slices.Clip(cfg.ServerOptions),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.MaxSendMsgSize(cfg.MaxSendBytes),
-		grpc.StatsHandler(otelgrpc.NewServerHandler(traceOpts...)),
 		grpc.ChainUnaryInterceptor(observeCalls(cfg.Logger, cfg.Metrics)),
-	)
+	)...)
 	pb.RegisterGRPCInferenceServiceServer(srv, &service{
 		tr:      cfg.Transport,
 		timeout: cfg.Timeout,
@@ -183,8 +178,8 @@ func forward[Req, Resp any](ctx context.Context, s *service, call func(context.C
 	return resp, nil
 }
 
-// healthService prefixes the health checks' methods, which are neither
-// traced nor counted: probes would drown the calls that matter.
+// healthService prefixes the health checks' methods, which are not
+// counted: probes would drown the calls that matter.
 const healthService = "/grpc.health.v1."
 
 // observeCalls counts every OIP call in the metrics and logs one line per

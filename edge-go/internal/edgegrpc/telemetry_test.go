@@ -19,6 +19,7 @@ import (
 	"github.com/tandem-ml/tandem/edge-go/internal/edgegrpc"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 	"github.com/tandem-ml/tandem/edge-go/internal/servertiming"
+	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
 )
 
 // timed answers infer as a worker that reports its times does.
@@ -46,7 +47,7 @@ func TestTelemetry(t *testing.T) {
 	srv := edgegrpc.New(edgegrpc.Config{
 		Transport: timed{&double{}}, Logger: slog.New(slog.DiscardHandler), Name: "tandem",
 		Timeout: 5 * time.Second, MaxRecvBytes: 1024, MaxSendBytes: 1 << 20,
-		Metrics: m, TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)),
+		Metrics: m, ServerOptions: telemetry.Recording(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))).GRPCServerOptions(),
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})

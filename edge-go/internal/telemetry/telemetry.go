@@ -21,10 +21,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
@@ -104,6 +102,12 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	return &Telemetry{provider: provider}, nil
 }
 
+// Recording is a Telemetry that records into provider, which the caller
+// owns: for tests, with an in-memory span recorder.
+func Recording(provider *sdktrace.TracerProvider) *Telemetry {
+	return &Telemetry{provider: provider}
+}
+
 // Exporting reports whether spans are exported at all.
 func (t *Telemetry) Exporting() bool { return t.provider != nil }
 
@@ -160,17 +164,4 @@ func newExporter(ctx context.Context, lookupEnv func(string) (string, bool)) (*o
 		return nil, fmt.Errorf("telemetry: OTLP %s exporter: %w", protocol, err)
 	}
 	return exporter, nil
-}
-
-// HTTPHandler traces every request h serves with a SERVER span named after
-// the route pattern that matched ("POST /v2/models/{model}/infer"), or the
-// method alone when none did, continuing the client's trace context.
-func HTTPHandler(h http.Handler) http.Handler {
-	return otelhttp.NewHandler(h, "",
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			if r.Pattern != "" {
-				return r.Pattern
-			}
-			return r.Method
-		}))
 }

@@ -134,12 +134,11 @@ func TestLogHandlerAddsIDs(t *testing.T) {
 func TestHTTPHandlerSpan(t *testing.T) {
 	restoreGlobals(t)
 	rec := tracetest.NewSpanRecorder()
-	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v2/models/{model}/infer", func(http.ResponseWriter, *http.Request) {})
-	h := HTTPHandler(mux)
+	h := Recording(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))).HTTPHandler(mux)
 	req := httptest.NewRequest(http.MethodPost, "/v2/models/digits/infer", nil)
 	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	h.ServeHTTP(httptest.NewRecorder(), req)
@@ -158,5 +157,22 @@ func TestHTTPHandlerSpan(t *testing.T) {
 	}
 	if spans[1].Name() != "GET" {
 		t.Errorf("unrouted request's span is %q, want the method", spans[1].Name())
+	}
+}
+
+// Without export there are no spans, but the client's trace context still
+// reaches the handler, and from there the logs and the hop.
+func TestHTTPHandlerWithoutExport(t *testing.T) {
+	restoreGlobals(t)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	var got trace.SpanContext
+	h := (&Telemetry{}).HTTPHandler(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		got = trace.SpanContextFromContext(r.Context())
+	}))
+	req := httptest.NewRequest(http.MethodPost, "/v2/models/digits/infer", nil)
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if got.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || got.SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("handler saw %v, want the client's trace context", got)
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -46,9 +44,10 @@ type Config struct {
 	// MaxMessageBytes is the largest message sent or received; the service
 	// must accept at least as much.
 	MaxMessageBytes int
-	// TracerProvider makes the CLIENT span of every call; nil means
-	// OpenTelemetry's global one.
-	TracerProvider trace.TracerProvider
+	// DialOptions are added to the connection's, such as the telemetry's
+	// (a CLIENT span per call, hence per attempt of a retried one, and the
+	// trace context carried to the service).
+	DialOptions []grpc.DialOption
 }
 
 // Transport is a transport.Transport over one gRPC client connection.
@@ -67,14 +66,7 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Timeout <= 0 {
 		return nil, fmt.Errorf("grpc transport: timeout %v is not positive", cfg.Timeout)
 	}
-	var traceOpts []otelgrpc.Option
-	if cfg.TracerProvider != nil {
-		traceOpts = append(traceOpts, otelgrpc.WithTracerProvider(cfg.TracerProvider))
-	}
-	conn, err := grpc.NewClient(cfg.Addr,
-		// A span per call, hence per attempt of a retried one, carrying
-		// the trace context to the service.
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(traceOpts...)),
+	opts := append([]grpc.DialOption{
 		// The hop is loopback or a private network; TLS belongs to the edge.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -98,7 +90,8 @@ func New(cfg Config) (*Transport, error) {
 			grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes),
 			grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes),
 		),
-	)
+	}, cfg.DialOptions...)
+	conn, err := grpc.NewClient(cfg.Addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("grpc transport: client for %q: %w", cfg.Addr, err)
 	}

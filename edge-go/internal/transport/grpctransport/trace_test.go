@@ -5,16 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
+	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
 )
 
 // A call is a CLIENT span under the caller's span, and the service's SERVER
@@ -29,8 +28,9 @@ func TestClientSpanParentsServerSpan(t *testing.T) {
 	svc := &oiptest.Service{ModelInferFunc: func(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 		return &pb.ModelInferResponse{ModelName: req.GetModelName()}, nil
 	}}
-	srv := oiptest.Start(t, "127.0.0.1:0", svc, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp))))
-	tr, err := New(Config{Addr: srv.Addr, Timeout: 5 * time.Second, MaxMessageBytes: 1 << 20, TracerProvider: tp})
+	tel := telemetry.Recording(tp)
+	srv := oiptest.Start(t, "127.0.0.1:0", svc, tel.GRPCServerOptions()...)
+	tr, err := New(Config{Addr: srv.Addr, Timeout: 5 * time.Second, MaxMessageBytes: 1 << 20, DialOptions: tel.GRPCDialOptions()})
 	if err != nil {
 		t.Fatal(err)
 	}
