@@ -209,14 +209,16 @@ func call[Resp proto.Message](ctx context.Context, t *Transport, subject, model 
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	// One span per attempt: a retried request shows both sends.
-	ctx, span := t.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
+	ctx, span := t.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer))
+	defer span.End()
+	if span.IsRecording() { // nothing to build for a span that is thrown away
+		span.SetAttributes(
 			attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.operation.name", "send"),
 			attribute.String("messaging.operation.type", "send"),
 			attribute.String("messaging.destination.name", subject),
-		))
-	defer span.End()
+		)
+	}
 	resp, err := request(ctx, t, subject, model, req, resp)
 	if err != nil {
 		span.SetStatus(otelcodes.Error, err.Error())
