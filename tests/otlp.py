@@ -175,6 +175,8 @@ def otel_env(endpoint: str, ratio: str = "1") -> dict[str, str]:
         "OTEL_TRACES_SAMPLER_ARG": ratio,
         # Export within 100 ms rather than 5 s, so that a test or the demo need not wait.
         "OTEL_BSP_SCHEDULE_DELAY": "100",
+        # Both sides emit the stable RPC conventions, so their attributes agree.
+        "OTEL_SEMCONV_STABILITY_OPT_IN": "rpc",
     }
 
 
@@ -197,8 +199,9 @@ def hop_shares(spans: list[Span]) -> list[tuple[str, float]]:
     return [
         ("Go edge (HTTP, JSON, validation)", max(0.0, edge - hop)),
         ("transport (the hop, both ways)", max(0.0, hop - python)),
-        ("Python (decode, validate, encode)", max(0.0, python - queue - batch - model)),
+        ("Python (decode, validate, encode)", max(0.0, python - queue - batch)),
         ("Python queue", queue),
-        ("batch assembly", batch),
+        # The model runs inside the batch span: what is left is assembling and splitting.
+        ("batch assembly and split", max(0.0, batch - model)),
         ("model", model),
     ]

@@ -200,10 +200,12 @@ class Stack:
         return self._spawn("gateway", argv + list(self.gateway_args))
 
     def start(self, timeout: float = 90.0) -> Self:
-        if self.transport == "nats" and not self.embedded_nats:
+        nats = self.transport == "nats"
+        if nats and not self.embedded_nats:
             self.start_nats()
         gateway = self.start_gateway()
-        if self.embedded_nats:
+        if nats and self.embedded_nats:
+            # The workers connect to the server inside the gateway: it must be up first.
             wait_port(self.ports.nats, gateway, self)
         for i in range(self.workers):
             self.start_python("inference-py" if i == 0 else f"inference-py-{i + 1}")
