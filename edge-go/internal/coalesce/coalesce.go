@@ -300,26 +300,37 @@ func split(resp *pb.ModelInferResponse, batch []*waiter) ([]*pb.ModelInferRespon
 			return nil, false
 		}
 	}
-	parts := make([]*pb.ModelInferResponse, len(batch))
+	// One allocation per kind of thing for the whole batch, rather than
+	// one per caller and output.
+	n, m := len(batch), len(outputs)
+	parts := make([]*pb.ModelInferResponse, n)
+	resps := make([]pb.ModelInferResponse, n)
+	tensors := make([]pb.ModelInferResponse_InferOutputTensor, n*m)
+	tensorPtrs := make([]*pb.ModelInferResponse_InferOutputTensor, n*m)
+	raws := make([][]byte, n*m)
+	dims := 0
+	for _, out := range outputs {
+		dims += len(out.GetShape())
+	}
+	shapes := make([]int64, n*dims)
 	for k, w := range batch {
-		part := &pb.ModelInferResponse{
-			ModelName:         resp.GetModelName(),
-			ModelVersion:      resp.GetModelVersion(),
-			Id:                w.req.GetId(),
-			Parameters:        maps.Clone(resp.GetParameters()),
-			Outputs:           make([]*pb.ModelInferResponse_InferOutputTensor, len(outputs)),
-			RawOutputContents: make([][]byte, len(outputs)),
-		}
+		part := &resps[k]
+		part.ModelName = resp.GetModelName()
+		part.ModelVersion = resp.GetModelVersion()
+		part.Id = w.req.GetId()
+		// Each caller's own: the REST handler takes server_timing out.
+		part.Parameters = maps.Clone(resp.GetParameters())
+		part.Outputs = tensorPtrs[k*m : (k+1)*m : (k+1)*m]
+		part.RawOutputContents = raws[k*m : (k+1)*m : (k+1)*m]
 		for i, out := range outputs {
-			shape := make([]int64, len(out.GetShape()))
+			shape := shapes[:len(out.GetShape()):len(out.GetShape())]
+			shapes = shapes[len(shape):]
 			copy(shape, out.GetShape())
 			shape[0] = int64(w.sig.rows)
-			part.Outputs[i] = &pb.ModelInferResponse_InferOutputTensor{
-				Name:       out.GetName(),
-				Datatype:   out.GetDatatype(),
-				Shape:      shape,
-				Parameters: maps.Clone(out.GetParameters()),
-			}
+			t := &tensors[k*m+i]
+			t.Name, t.Datatype, t.Shape = out.GetName(), out.GetDatatype(), shape
+			t.Parameters = maps.Clone(out.GetParameters())
+			part.Outputs[i] = t
 			part.RawOutputContents[i] = raw[i][cuts[i][k]:cuts[i][k+1]:cuts[i][k+1]]
 		}
 		parts[k] = part
