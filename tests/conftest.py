@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -78,3 +79,16 @@ def probabilities(response: httpx.Response) -> np.ndarray:
     assert out["name"] == "probabilities"
     assert out["datatype"] == "FP32"
     return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus series' samples whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(?:\{{(.*?)\}})? ([0-9.e+-]+|NaN)", line)
+        if not m:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+    return total

@@ -116,6 +116,7 @@ class Stack:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tandem-")))
     workers: int = 1
     embedded_nats: bool = False
+    models: Path = MODELS
     gateway_args: Sequence[str] = ()
     python_args: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
@@ -176,7 +177,8 @@ class Stack:
         return self.start_nats()
 
     def start_python(self, name: str = "inference-py") -> Process:
-        argv = [str(PYTHON), "-m", "tandem_inference", "serve", "--model-repository", str(MODELS)]
+        argv = [str(PYTHON), "-m", "tandem_inference", "serve"]
+        argv += ["--model-repository", str(self.models)]
         first = not any(p.name.startswith("inference-py") for p in self.processes)
         metrics = self.python_metrics_addr if first else f"127.0.0.1:{free_port()}"
         argv += ["--metrics-addr", metrics]

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import infer_body, probabilities
+from conftest import infer_body, metric, probabilities
 from otlp import CLIENT, CONSUMER, PRODUCER, SERVER, Receiver, Span, otel_env
 from stack import TRANSPORTS, Stack
 
@@ -128,19 +128,6 @@ def test_server_timing(traced: Stack) -> None:
     assert all(v >= 0 for v in durations.values()), header
     assert sum(durations.values()) <= elapsed * 1000, (header, elapsed)
     assert "server_timing" not in r.text
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of a Prometheus series' samples whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(rf"^{name}(?:\{{(.*?)\}})? ([0-9.e+-]+|NaN)", line)
-        if not m:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(2))
-    return total
 
 
 def test_metrics_move(traced: Stack) -> None:
