@@ -1,0 +1,73 @@
+"""Edge coalescing with the shipped routing config: merged calls, each caller its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import infer_body, metric, probabilities
+from stack import ROOT, TRANSPORTS, Stack
+
+Digits = tuple[np.ndarray, np.ndarray]
+ROUTING = ROOT / "edge-go" / "routing.toml"
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def coalescing(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    s = Stack(transport=request.param, gateway_args=["--routing", str(ROUTING)])
+    try:
+        yield s.start()
+    finally:
+        s.stop()
+
+
+def model_runs(stack: Stack) -> tuple[float, float]:
+    """(model runs, rows) of digits so far, from the Python batch-size histogram."""
+    text = httpx.get(f"http://{stack.python_metrics_addr}/metrics", timeout=10).text
+    return (
+        metric(text, "tandem_inference_batch_size_count", model="digits"),
+        metric(text, "tandem_inference_batch_size_sum", model="digits"),
+    )
+
+
+def test_thousand_concurrent_requests_get_their_own_answers(
+    coalescing: Stack, digits: Digits, reference: np.ndarray
+) -> None:
+    n = 1000
+    rows = np.resize(digits[0], (n, 64))
+    expected = np.resize(reference, (n, 10))
+    ids = [f"caller-{i}" for i in range(n)]
+
+    async def go() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=n)
+        async with httpx.AsyncClient(base_url=coalescing.rest_url, limits=limits, timeout=60) as c:
+            return await asyncio.gather(
+                *(
+                    c.post("/v2/models/digits/infer", json=infer_body(row, id=rid))
+                    for row, rid in zip(rows, ids, strict=True)
+                )
+            )
+
+    runs, _ = model_runs(coalescing)
+    responses = asyncio.run(go())
+    got = np.concatenate([probabilities(r) for r in responses])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert [r.json()["id"] for r in responses] == ids
+    runs_after, _ = model_runs(coalescing)
+    assert runs_after - runs < n, "a thousand requests in flight and none shared a model run"
+
+
+def test_one_at_a_time_is_never_merged(
+    coalescing: Stack, digits: Digits, reference: np.ndarray
+) -> None:
+    with httpx.Client(base_url=coalescing.rest_url, timeout=10) as c:
+        runs, rows = model_runs(coalescing)
+        for i in range(20):
+            got = probabilities(c.post("/v2/models/digits/infer", json=infer_body(digits[0][i])))
+            np.testing.assert_allclose(got, reference[i : i + 1], atol=1e-5)
+        runs_after, rows_after = model_runs(coalescing)
+    assert (runs_after - runs, rows_after - rows) == (20, 20)
