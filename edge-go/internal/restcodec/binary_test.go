@@ -241,3 +241,25 @@ func TestBinaryRequestErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDecodeInferRequest feeds arbitrary bodies and header lengths: decoding
+// never panics, every error is INVALID_ARGUMENT, and binary inputs always
+// lie within the body.
+func FuzzDecodeInferRequest(f *testing.F) {
+	body, n := binaryBody(`{"inputs":[{"name":"x","datatype":"FP32","shape":[2],"parameters":{"binary_data_size":8}},{"name":"b","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":5}}]}`, le(float32(1), float32(2)), bytesRaw("a"))
+	f.Add(body, n)
+	f.Add([]byte(oneInput("FP32", "[2, 1]", "[[1], [2]]")), "")
+	f.Add([]byte(`{"inputs":[],"parameters":{"binary_data_output":true},"outputs":[{"name":"y","parameters":{"binary_data":false}}]}`), "")
+	f.Fuzz(func(t *testing.T, body []byte, headerLength string) {
+		req, _, err := DecodeInferRequest(body, headerLength)
+		if err != nil {
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("error %v is not INVALID_ARGUMENT", err)
+			}
+			return
+		}
+		if len(req.GetRawInputContents()) != len(req.GetInputs()) {
+			t.Fatalf("%d raw contents for %d inputs", len(req.GetRawInputContents()), len(req.GetInputs()))
+		}
+	})
+}
