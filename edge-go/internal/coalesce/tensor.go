@@ -52,7 +52,8 @@ func signatureOf(req *pb.ModelInferRequest) (*signature, bool) {
 			return nil, false
 		}
 		rows := shape[0]
-		if rows <= 0 || (sig.rows >= 0 && int64(sig.rows) != rows) {
+		// Bounded so that rows × row size below cannot overflow.
+		if rows <= 0 || rows > math.MaxInt32 || (sig.rows >= 0 && int64(sig.rows) != rows) {
 			return nil, false
 		}
 		sig.rows = int(rows)
