@@ -96,7 +96,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		ls.close()
 		return err
 	}
-	tr = coalesce.New(tr, rules, hopMessageBytes(cfg))
+	tr = coalesce.New(tr, rules, hopMessageBytes(cfg), cfg.Timeout)
 	defer func() {
 		if closeErr := tr.Close(); closeErr != nil && err == nil {
 			err = closeErr

@@ -13,6 +13,7 @@ package coalesce
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"math"
 	"sync"
@@ -28,8 +29,10 @@ import (
 // New returns a Transport that coalesces the infer requests of the models
 // rules name with Coalesce set and passes every other call to next as it is.
 // maxMessageBytes bounds the size of a merged request: merging never builds
-// one that the hop would refuse.
-func New(next transport.Transport, rules map[string]Rule, maxMessageBytes int) transport.Transport {
+// one that the hop would refuse. timeout bounds a coalesced request's wait
+// to be sent and its call together, as it bounds every call (--timeout);
+// 0: no bound beyond the caller's.
+func New(next transport.Transport, rules map[string]Rule, maxMessageBytes int, timeout time.Duration) transport.Transport {
 	active := map[string]Rule{}
 	for name, r := range rules {
 		if r.Coalesce {
@@ -46,6 +49,7 @@ func New(next transport.Transport, rules map[string]Rule, maxMessageBytes int) t
 		Transport: next,
 		rules:     active,
 		maxBytes:  maxMessageBytes,
+		timeout:   timeout,
 		lanes:     map[string]*lane{},
 	}
 }
@@ -54,6 +58,7 @@ type coalescer struct {
 	transport.Transport // every call but ModelInfer passes through
 	rules               map[string]Rule
 	maxBytes            int
+	timeout             time.Duration
 
 	mu    sync.Mutex
 	lanes map[string]*lane // by signature; removed when idle
@@ -103,6 +108,11 @@ func (c *coalescer) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (
 	if !ok || sig.rows > rule.MaxRows {
 		return c.Transport.ModelInfer(ctx, req)
 	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, c.timeout, errQueuedTooLong)
+		defer cancel()
+	}
 
 	c.mu.Lock()
 	l := c.lanes[sig.key]
@@ -131,15 +141,26 @@ func (c *coalescer) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (
 		}
 		return r.resp, r.err
 	case <-ctx.Done():
-		c.leave(l, w)
+		wasQueued := c.leave(l, w)
+		if context.Cause(ctx) == errQueuedTooLong {
+			if wasQueued {
+				return nil, status.Errorf(codes.DeadlineExceeded,
+					"no answer within %v: the request for model %q waited that long behind other calls to be sent", c.timeout, req.GetModelName())
+			}
+			return nil, status.Errorf(codes.DeadlineExceeded,
+				"no answer within %v: the call that carried the request for model %q, merged with others, did not return in time", c.timeout, req.GetModelName())
+		}
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 }
 
+// errQueuedTooLong is the cause of a coalesced request's own timeout.
+var errQueuedTooLong = errors.New("coalesce: timeout")
+
 // leave takes a waiter whose caller went away out of its queue, so that it is
 // never sent, or, when a call already took it, lets that call end once no
-// caller waits for it any more.
-func (c *coalescer) leave(l *lane, w *waiter) {
+// caller waits for it any more. It reports whether the waiter was queued.
+func (c *coalescer) leave(l *lane, w *waiter) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if w.queued {
@@ -150,7 +171,7 @@ func (c *coalescer) leave(l *lane, w *waiter) {
 			}
 		}
 		w.queued = false
-		return
+		return true
 	}
 	w.left = true
 	if call := w.call; call != nil {
@@ -159,6 +180,7 @@ func (c *coalescer) leave(l *lane, w *waiter) {
 			call.cancel()
 		}
 	}
+	return false
 }
 
 // finished is called when a call of the lane ends: it takes the next batch

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,7 +134,7 @@ func setup(t *testing.T, d *double, rule Rule) (*coalescer, transport.Transport)
 	}
 	t.Cleanup(func() { _ = plain.Close() })
 	rule.Coalesce = true
-	return New(plain, map[string]Rule{"m": rule}, 4<<20).(*coalescer), plain
+	return New(plain, map[string]Rule{"m": rule}, 4<<20, 0).(*coalescer), plain
 }
 
 // request is an FP32 [rows, width] request whose row r starts with mark+r.
@@ -537,5 +538,36 @@ func TestParseRules(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// stuck is a hop whose calls return only when released, whatever their
+// context says: it holds a lane's slot as long as the test wants.
+type stuck struct {
+	transport.Transport // only ModelInfer is called
+	release             chan struct{}
+	calls               atomic.Int32
+}
+
+func (s *stuck) ModelInfer(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	s.calls.Add(1)
+	<-s.release
+	return answer(req)
+}
+
+func TestQueuedCallerTimesOut(t *testing.T) {
+	hop := &stuck{release: make(chan struct{})}
+	c := New(hop, map[string]Rule{"m": {Coalesce: true, MaxRows: 128, MaxInFlight: 1}}, 4<<20, 50*time.Millisecond).(*coalescer)
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.ModelInfer(t.Context(), request(0, 1, 4)) })
+	waitFor(t, "the first call", func() bool { return hop.calls.Load() == 1 })
+	_, err := c.ModelInfer(t.Context(), request(1000, 1, 4))
+	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(status.Convert(err).Message(), "waited that long behind other calls") {
+		t.Errorf("queued caller got %v, want DEADLINE_EXCEEDED for its wait", err)
+	}
+	close(hop.release)
+	wg.Wait()
+	if n := hop.calls.Load(); n != 1 {
+		t.Errorf("the hop saw %d calls, want only the first", n)
 	}
 }
