@@ -12,26 +12,28 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 GATEWAY    := edge-go/bin/gateway
 NATS       := edge-go/bin/nats-server
+LOADGEN    := bench/bin/loadgen
 TRANSPORT  ?= grpc
 MODELS     := models/digits/1/model.onnx
 
 GO_SOURCES := $(shell find edge-go -name '*.go' -not -path '*/bin/*' 2>/dev/null) edge-go/go.mod edge-go/go.sum
 PY_SOURCES := $(shell find inference-py/src -name '*.py' 2>/dev/null)
+LOADGEN_SOURCES := $(shell find bench/loadgen -name '*.go' 2>/dev/null) bench/loadgen/go.mod bench/loadgen/go.sum
 
-.PHONY: help setup build models proto proto-check lint test test-go test-py test-e2e demo run up down clean
+.PHONY: help setup build models proto proto-check lint test test-go test-py test-e2e bench bench-quick bench-locust demo run up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed build models ## install everything: venv, Go modules and tools, gateway, models
 
-$(VENV)/.installed: inference-py/pyproject.toml tests/requirements.txt
+$(VENV)/.installed: inference-py/pyproject.toml tests/requirements.txt bench/requirements.txt
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e 'inference-py[torch,dev]' -r tests/requirements.txt
+	$(PY) -m pip install --quiet -e 'inference-py[torch,dev]' -r tests/requirements.txt -r bench/requirements.txt
 	touch $@
 
-build: $(GATEWAY) $(NATS) ## build the gateway and a standalone nats-server (for tests and NATS clusters)
+build: $(GATEWAY) $(NATS) $(LOADGEN) ## build the gateway, a standalone nats-server and the load driver
 
 $(GATEWAY): $(GO_SOURCES)
 	cd edge-go && go build -o bin/gateway ./cmd/gateway
@@ -39,6 +41,10 @@ $(GATEWAY): $(GO_SOURCES)
 # The same nats-server the gateway embeds, from the module pinned in edge-go/go.mod.
 $(NATS): edge-go/go.mod edge-go/go.sum
 	cd edge-go && go build -o bin/nats-server github.com/nats-io/nats-server/v2
+
+# The open-loop load driver; it uses the gateway module's generated OIP code.
+$(LOADGEN): $(LOADGEN_SOURCES) $(wildcard edge-go/gen/inferencepb/*.go) edge-go/go.mod
+	cd bench/loadgen && go build -o ../bin/loadgen .
 
 models: $(MODELS) ## train the digits MLP and export it for both backends
 
@@ -56,23 +62,36 @@ proto-check: $(VENV)/.installed ## lint the protos; fail if the committed genera
 	  echo "generated code is up to date"
 
 lint: $(VENV)/.installed proto-check ## gofmt, go vet, ruff, mypy, buf
-	test -z "$$(gofmt -l edge-go)" || { gofmt -l edge-go; exit 1; }
+	test -z "$$(gofmt -l edge-go bench/loadgen)" || { gofmt -l edge-go bench/loadgen; exit 1; }
 	cd edge-go && go vet ./...
-	$(VENV)/bin/ruff check inference-py tests
-	$(VENV)/bin/ruff format --check inference-py tests
+	# loadgen requires edge-go through a replace: its go.mod must follow edge-go's.
+	cd bench/loadgen && go vet ./... && go mod tidy -diff
+	$(VENV)/bin/ruff check inference-py tests bench
+	$(VENV)/bin/ruff format --check inference-py tests bench
 	cd inference-py && ../$(VENV)/bin/mypy
 	cd tests && ../$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy --config-file bench/mypy.ini
 
-test: setup lint test-go test-py test-e2e ## run every test: Go (-race), Python unit, cross-language
+test: setup lint test-go test-py test-e2e bench-quick ## run every test: Go (-race), Python unit, cross-language, bench pipeline
 
 test-go: ## Go unit tests with the race detector
 	cd edge-go && go test -race -count=1 ./...
+	cd bench/loadgen && go test -race -count=1 ./...
 
 test-py: $(VENV)/.installed models ## Python unit tests
 	$(PY) -m pytest -q inference-py/tests
 
 test-e2e: setup ## cross-language tests: the real gateway and Python service as processes
 	$(PY) -m pytest -q tests
+
+bench: setup ## the load tests side by side, into bench/results/<UTC time>/ (about 10 minutes)
+	$(PY) bench/run.py
+
+bench-quick: setup ## the same pipeline, seconds per scenario; fails on any error (part of make test)
+	$(PY) bench/run.py --quick
+
+bench-locust: setup ## the Locust users, one scenario at a time, with Locust's CSV and HTML reports
+	$(PY) bench/run.py --locust
 
 demo: setup ## start the stack, send real digits through it, print predictions and accuracy, stop
 	$(PY) tests/demo.py
@@ -87,4 +106,4 @@ down: ## stop the containers
 	docker compose down
 
 clean: ## remove built binaries and models (keeps the venv)
-	rm -rf edge-go/bin models/*/[0-9]*/
+	rm -rf edge-go/bin bench/bin models/*/[0-9]*/

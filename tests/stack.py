@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
 GATEWAY = ROOT / "edge-go" / "bin" / "gateway"
 NATS_SERVER = ROOT / "edge-go" / "bin" / "nats-server"
+# The shipped per-model routing: edge coalescing on, as measured fastest (edge-go/README.md).
+ROUTING = ROOT / "edge-go" / "routing.toml"
 MODELS = ROOT / "models"
 TRANSPORTS = ("grpc", "nats")
 
@@ -117,6 +119,7 @@ class Stack:
     workers: int = 1
     embedded_nats: bool = False
     models: Path = MODELS
+    routing: Path | None = ROUTING
     gateway_args: Sequence[str] = ()
     python_args: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
@@ -192,6 +195,8 @@ class Stack:
         argv = [str(GATEWAY), "--transport", self.transport]
         argv += ["--http-addr", f"127.0.0.1:{self.ports.http}", "--grpc-addr", self.edge_grpc_addr]
         argv += ["--admin-addr", self.admin_addr]
+        if self.routing is not None:
+            argv += ["--routing", str(self.routing)]
         if self.transport == "grpc":
             argv += ["--inference-addr", self.python_grpc_addr]
         elif self.embedded_nats:

@@ -1,4 +1,5 @@
-"""Edge coalescing with the shipped routing config: merged calls, each caller its own answer."""
+"""Edge coalescing with the shipped routing config (the harness's default): merged calls, each
+caller its own answer."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ import numpy as np
 import pytest
 
 from conftest import infer_body, metric, probabilities
-from stack import ROOT, TRANSPORTS, Stack
+from stack import ROUTING, TRANSPORTS, Stack
 
 Digits = tuple[np.ndarray, np.ndarray]
-ROUTING = ROOT / "edge-go" / "routing.toml"
 
 
 @pytest.fixture(scope="module", params=TRANSPORTS)
 def coalescing(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    s = Stack(transport=request.param, gateway_args=["--routing", str(ROUTING)])
+    s = Stack(transport=request.param, routing=ROUTING)
     try:
         yield s.start()
     finally:
