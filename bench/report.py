@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ ADDED_P99_TARGET_US = 300.0
 GATEWAY_RSS_TARGET_MB = 40.0
 
 PLOTS = ("latency_vs_rate.png", "latency_cdf.png", "cpu_vs_rate.png")
+HOP_PLOT = "hop_breakdown.png"
 # The samples' name for every process on the machine that is not part of the run.
 OTHERS = "others"
 # Mean CPU of other processes during the sweep above which the summary warns.
@@ -92,6 +94,8 @@ def _scenario(
         "via": scenario.via,
         "role": scenario.role,
         "hop_of": scenario.hop_of,
+        "hop_note": scenario.hop_note,
+        "same_call": scenario.same_call,
         "target": spec["target"],
         "sweep": spec["sweep"],
         "closed": spec["closed"],
@@ -110,13 +114,18 @@ def _headline(rows: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]])
     head: dict[str, Any] = {}
     baseline = next((r for r in rows if r["role"] == "baseline" and r["capacity_rps"]), None)
     gateways = [r for r in rows if r["role"] == "gateway" and r["capacity_rps"] is not None]
-    if baseline and gateways:
-        best = max(gateways, key=lambda r: r["capacity_rps"])
+    json_gateways = [r for r in gateways if r["kind"] == baseline["kind"]] if baseline else []
+    for key, among in (("capacity_ratio", gateways), ("capacity_ratio_same_client", json_gateways)):
+        if not (baseline and among):
+            continue
+        best = max(among, key=lambda r: r["capacity_rps"])
         ratio = best["capacity_rps"] / baseline["capacity_rps"]
-        head["capacity_ratio"] = {
+        head[key] = {
             "value": round(ratio, 2),
             "gateway": best["name"],
+            "gateway_rps": best["capacity_rps"],
             "baseline": baseline["name"],
+            "baseline_rps": baseline["capacity_rps"],
             "target": CAPACITY_RATIO_TARGET,
             "met": ratio >= CAPACITY_RATIO_TARGET,
             # A sweep that never failed gives a lower bound, which bends the ratio.
@@ -133,6 +142,8 @@ def _headline(rows: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]])
             {
                 "scenario": r["name"],
                 "vs": base["name"],
+                "note": r["hop_note"],
+                "same_call": r["same_call"],
                 "p50_us": round(p50, 1),
                 "p99_us": round(p99, 1),
                 "target_p50_us": ADDED_P50_TARGET_US,
@@ -148,8 +159,9 @@ def _headline(rows: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]])
     # process keeps the memory it grew for them for minutes. The target is about
     # serving, so each gateway is judged until its first overload; the peak over
     # the whole run is shown beside it.
-    serving = []
-    for via in {r["via"] for r in rows if r["role"] == "gateway"}:
+    serving: list[float] = []
+    by_gateway: dict[str, float] = {}
+    for via in sorted({r["via"] for r in rows if r["role"] == "gateway"}):
         # Overload: a failed step above the scenario's capacity, not a retried stall.
         failed = [
             st["started"]
@@ -159,11 +171,15 @@ def _headline(rows: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]])
             if not st["pass"] and st["offered_rps"] > (r["capacity_rps"] or 0)
         ]
         cutoff = min(failed, default=float("inf"))
-        serving += [s[via]["rss"] / MB for s in samples if via in s and s["t"] < cutoff]
+        mine = [s[via]["rss"] / MB for s in samples if via in s and s["t"] < cutoff]
+        if mine:
+            by_gateway[via] = round(max(mine), 1)
+        serving += mine
     if overall:
         peak = max(serving) if serving else max(overall)
         head["gateway_peak_rss_mb"] = {
             "value": round(peak, 1),
+            "by_gateway": by_gateway,
             "overall": round(max(overall), 1),
             "target": GATEWAY_RSS_TARGET_MB,
             "met": peak <= GATEWAY_RSS_TARGET_MB,
@@ -212,6 +228,7 @@ def write_report(
     result: dict[str, Any],
     samples: Sequence[dict[str, Any]],
     scenarios: Sequence[Scenario],
+    extra: dict[str, Any] | None = None,
     *,
     quick: bool,
 ) -> dict[str, Any]:
@@ -240,12 +257,123 @@ def write_report(
         "scenarios": rows,
         "plots": list(PLOTS),
     }
+    phases = _phases(extra or {})
+    if phases:
+        summary["phases"] = phases
+        if phases.get("profile"):
+            summary["headline"]["sustained_rss_mb"] = _sustained_rss(phases["profile"])
+        if phases.get("traces"):
+            summary["plots"].append(HOP_PLOT)
+    summary["limits"] = _limits(rows, summary["headline"])
     (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (folder / "summary.md").write_text(_markdown(summary))
     _plot_latency_vs_rate(folder / PLOTS[0], rows, settings["bound_ms"])
     _plot_cdfs(folder / PLOTS[1], result)
     _plot_cpu(folder / PLOTS[2], rows)
+    if phases.get("traces"):
+        _plot_hops(folder / HOP_PLOT, phases["traces"])
     return summary
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
+
+
+def _phases(extra: dict[str, Any]) -> dict[str, Any]:
+    """The phases after the scenarios, boiled down for summary.json."""
+    out: dict[str, Any] = {}
+    profile = extra.get("profile")
+    if profile:
+        (r,) = profile["result"]["scenarios"]
+        steps = r["steps"]
+        step = steps[0] if steps else None
+        errors = sum(st["errors"] for st in steps) + (r.get("warmup") or {}).get("errors", 0)
+        out["profile"] = {
+            "scenario": profile["scenario"],
+            "gateway": profile["gateway"],
+            "capacity_rps": profile["capacity_rps"],
+            "share": profile["share"],
+            "offered_rps": step["offered_rps"] if step else None,
+            "achieved_rps": round(step["achieved_rps"], 1) if step else None,
+            "pass": bool(step and step["pass"]),
+            "errors": errors,
+            "latency": _latency(step["latency"]) if step else None,
+            "step_s": round(step["ended"] - step["started"], 1) if step else None,
+            "processes": _window(profile["samples"], step["started"], step["ended"])
+            if step
+            else {},
+            "profile_s": profile["profile_s"],
+            "top": profile["top"],
+            "error": profile["error"],
+        }
+    traces = extra.get("traces")
+    if traces:
+        out["traces"] = {
+            name.removesuffix("-traced"): row for name, row in traces["gateways"].items()
+        }
+    overhead = extra.get("overhead")
+    if overhead:
+        configs: dict[str, Any] = {}
+        for r in overhead["result"]["scenarios"]:
+            name = r["spec"]["name"]
+            cfg = overhead["configs"][name]
+            steps = r["steps"]
+            procs = [_window(overhead["samples"], st["started"], st["ended"]) for st in steps]
+
+            def cpu(proc: str, procs: list[dict[str, Any]] = procs) -> float | None:
+                return _median([p[proc]["cpu_pct"] for p in procs if proc in p])
+
+            configs[name] = {
+                **cfg,
+                "steps": len(steps),
+                "passed": sum(st["pass"] for st in steps),
+                "errors": sum(st["errors"] for st in steps)
+                + (r.get("warmup") or {}).get("errors", 0),
+                "achieved_rps": _median([st["achieved_rps"] for st in steps]),
+                "p50_us": _median([st["latency"]["p50_us"] for st in steps]),
+                "p99_us": _median([st["latency"]["p99_us"] for st in steps]),
+                "gateway_cpu_pct": cpu(cfg["gateway"]),
+                "python_cpu_pct": cpu(cfg["python"]),
+            }
+        out["overhead"] = {
+            "rate": overhead["rate"],
+            "share": overhead["share"],
+            "of": overhead["of"],
+            "capacity_rps": overhead["capacity_rps"],
+            "configs": configs,
+        }
+    return out
+
+
+def _sustained_rss(profile: dict[str, Any]) -> dict[str, Any]:
+    gw = profile["processes"].get(profile["gateway"], {})
+    rss = gw.get("rss_mb")
+    return {
+        "value": rss,
+        "gateway": profile["gateway"],
+        "scenario": profile["scenario"],
+        "offered_rps": profile["offered_rps"],
+        "pass": profile["pass"],
+        "target": GATEWAY_RSS_TARGET_MB,
+        "met": rss is not None and rss <= GATEWAY_RSS_TARGET_MB,
+    }
+
+
+def _limits(rows: Sequence[dict[str, Any]], head: dict[str, Any]) -> dict[str, Any] | None:
+    """CPU by process at the best gateway scenario's capacity step: what runs out."""
+    ratio = head.get("capacity_ratio")
+    if not ratio:
+        return None
+    best = next(r for r in rows if r["name"] == ratio["gateway"])
+    cpu = best["processes_at_capacity"] or {}
+    shares = {k: v["cpu_pct"] for k, v in cpu.items()}
+    return {
+        "scenario": best["name"],
+        "capacity_rps": best["capacity_rps"],
+        "cpu_pct": shares,
+        "total_cpu_pct": round(sum(shares.values()), 1),
+        "machine_pct": 100 * (os.cpu_count() or 1),
+    }
 
 
 def _us(v: float | None) -> str:
@@ -280,23 +408,55 @@ def _markdown(summary: dict[str, Any]) -> str:
     ratio = head.get("capacity_ratio")
     if ratio:
         lines.append(
-            f"- Capacity at p99 ≤ {st['bound_ms']:g} ms, {ratio['gateway']} / {ratio['baseline']}: "
-            f"**{ratio['value']}×** (target ≥ {ratio['target']:g}×: {_verdict(ratio['met'])})"
+            f"- Capacity at p99 ≤ {st['bound_ms']:g} ms, best gateway scenario / baseline: "
+            f"{ratio['gateway']} {ratio['gateway_rps']:,.0f} / {ratio['baseline']} "
+            f"{ratio['baseline_rps']:,.0f} req/s = **{ratio['value']}×** (target ≥ "
+            f"{ratio['target']:g}×: {_verdict(ratio['met'])})"
             + ("" if ratio["exact"] else "; a sweep never failed, so a capacity is a lower bound")
         )
-    for a in head.get("added_latency", []):
+    same = head.get("capacity_ratio_same_client")
+    if same and ratio and same["gateway"] != ratio["gateway"]:
         lines.append(
-            f"- Added latency of the Go hop ({a['scenario']} − {a['vs']}, one in flight): "
+            f"  - with the baseline's own client call (REST JSON): {same['gateway']} "
+            f"{same['gateway_rps']:,.0f} req/s = **{same['value']}×** "
+            f"({_verdict(same['met'])})"
+        )
+    for a in head.get("added_latency", []):
+        kind = "target pair" if a["same_call"] else "for reference"
+        lines.append(
+            f"- Added latency, {a['scenario']} − {a['vs']} ({kind}: {a['note']}), one in flight: "
             f"p50 **{_us(a['p50_us'])}** (target ≤ {a['target_p50_us']:g} µs: "
             f"{_verdict(a['p50_met'])}), p99 **{_us(a['p99_us'])}** (target ≤ "
             f"{a['target_p99_us']:g} µs: {_verdict(a['p99_met'])})"
         )
     rss = head.get("gateway_peak_rss_mb")
     if rss:
+        each = ", ".join(f"{k} {v} MB" for k, v in rss.get("by_gateway", {}).items())
         lines.append(
-            f"- Gateway peak RSS until its first overload: **{rss['value']} MB** (target "
-            f"≤ {rss['target']:g} MB: {_verdict(rss['met'])}); {rss['overall']} MB over the "
-            "whole run, overload included"
+            f"- Gateway peak RSS, sampled every 0.25 s, from start until each gateway's first "
+            f"overload (its first failed step above its capacity): **{rss['value']} MB** "
+            f"(target ≤ {rss['target']:g} MB: {_verdict(rss['met'])}; {each}); "
+            f"{rss['overall']} MB over the whole run, overload included"
+        )
+    sus = head.get("sustained_rss_mb")
+    if sus and sus["value"] is not None:
+        lines.append(
+            f"- Gateway RSS under the heaviest sustained load within capacity: {sus['gateway']} "
+            f"serving {sus['scenario']} at {sus['offered_rps']:,.0f} req/s for the profile "
+            f"step ({'passed' if sus['pass'] else '**failed** the p99 bound'}): peak "
+            f"**{sus['value']} MB** (target ≤ {sus['target']:g} MB: {_verdict(sus['met'])})"
+        )
+    lim = summary.get("limits")
+    if lim:
+        busy = ", ".join(
+            f"{k} {v:.0f}%"
+            for k, v in sorted(lim["cpu_pct"].items(), key=lambda kv: -kv[1])
+            if v >= 2
+        )
+        lines.append(
+            f"- What limits {lim['scenario']} at its capacity ({lim['capacity_rps']:,.0f} "
+            f"req/s): CPU {busy} — {lim['total_cpu_pct']:.0f}% of the machine's "
+            f"{lim['machine_pct']}%"
         )
     lines += [
         "",
@@ -352,6 +512,7 @@ def _markdown(summary: dict[str, Any]) -> str:
                 f"{'pass' if s['pass'] else 'fail'} |"
             )
         lines.append("")
+    lines += _phases_markdown(summary.get("phases", {}))
     lines += [
         "## Plots",
         "",
@@ -370,6 +531,117 @@ def _markdown(summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _phases_markdown(phases: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    traces = phases.get("traces")
+    if traces:
+        names = list(traces)
+        parts = list(next(iter(traces.values()))["median_us"])
+        lines += [
+            "## Where a request's time goes (traces)",
+            "",
+            "Requests one at a time (REST JSON) through gateways exporting every trace "
+            "(100% sampling) to a local OTLP receiver, with a traced Python service behind "
+            "them; per request `hop_shares` (tests/otlp.py) splits the spans, and each part "
+            "is the median over the requests. With one request in flight the queue is near "
+            "empty; under load it grows. Tracing is on only in this phase and the next.",
+            "",
+            "| part | " + " | ".join(names) + " |",
+            "| --- |" + " ---: |" * len(names),
+        ]
+        for p in parts:
+            lines.append(
+                f"| {p} | " + " | ".join(_us(traces[n]["median_us"].get(p)) for n in names) + " |"
+            )
+        lines.append(
+            "| gateway server span, median | "
+            + " | ".join(_us(traces[n]["gateway_span_p50_us"]) for n in names)
+            + " |"
+        )
+        lines.append(
+            "| client-measured p50 | "
+            + " | ".join(_us(traces[n]["client_p50_us"]) for n in names)
+            + " |"
+        )
+        lines.append(
+            "| traces / requests | "
+            + " | ".join(f"{traces[n]['traces']} / {traces[n]['requests']}" for n in names)
+            + " |"
+        )
+        lines += ["", f"![{HOP_PLOT}]({HOP_PLOT})", ""]
+    overhead = phases.get("overhead")
+    if overhead:
+        lines += [
+            "## What tracing costs",
+            "",
+            f"REST JSON through gateway-grpc (no coalescing) at one fixed rate, "
+            f"{overhead['rate']:,} req/s ({overhead['share']:.0%} of {overhead['of']}'s "
+            f"capacity), the three configurations interleaved step by step; medians over "
+            "the steps. Traced configurations export to a local OTLP receiver in the runner "
+            "(its CPU is in `others`, not here).",
+            "",
+            "| tracing | gateway | achieved req/s | p50 | p99 | gateway CPU | Python CPU "
+            "| steps passed | errors |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, c in overhead["configs"].items():
+            lines.append(
+                f"| {name} | {c['gateway']} → {c['python']} | {c['achieved_rps'] or 0:,.0f} | "
+                f"{_us(c['p50_us'])} | {_us(c['p99_us'])} | {_pct(c['gateway_cpu_pct'])} | "
+                f"{_pct(c['python_cpu_pct'])} | {c['passed']}/{c['steps']} | {c['errors']} |"
+            )
+        lines.append("")
+    profile = phases.get("profile")
+    if profile:
+        lat = profile["latency"] or {}
+        lines += [
+            "## Gateway CPU profile",
+            "",
+            f"{profile['gateway']} while serving {profile['scenario']} at "
+            f"{profile['offered_rps'] or 0:,.0f} req/s ({profile['share']:.0%} of its capacity "
+            f"{profile['capacity_rps']:,.0f}), a {profile['profile_s']} s CPU profile from "
+            f"/debug/pprof/profile: step {'passed' if profile['pass'] else '**failed**'}, "
+            f"achieved {profile['achieved_rps'] or 0:,.0f} req/s, p50 {_us(lat.get('p50_us'))}, "
+            f"p99 {_us(lat.get('p99_us'))}; CPU "
+            + ", ".join(
+                f"{k} {v['cpu_pct']:.0f}%"
+                for k, v in profile["processes"].items()
+                if v["cpu_pct"] >= 2
+            )
+            + ".",
+            "",
+        ]
+        for key, title in (("flat", "by own time (flat)"), ("cum", "by cumulative time")):
+            if profile["top"].get(key):
+                lines += [f"Top 15 {title}:", "", "```", *profile["top"][key], "```", ""]
+        if profile.get("error"):
+            lines += [f"Profile error: {profile['error']}", ""]
+    return lines
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0f}%"
+
+
+def _plot_hops(path: Path, traces: dict[str, Any]) -> None:
+    names = list(traces)
+    parts = list(next(iter(traces.values()))["median_us"])
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.8 * len(names)))
+    left = [0.0] * len(names)
+    for i, p in enumerate(parts):
+        widths = [traces[n]["median_us"].get(p, 0.0) for n in names]
+        ax.barh(names, widths, left=left, color=f"C{i}", label=p)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.set(
+        xlabel="µs (median per part, one request in flight)", title="Where a request's time goes"
+    )
+    ax.invert_yaxis()
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 def _plot_latency_vs_rate(path: Path, rows: Sequence[dict[str, Any]], bound_ms: float) -> None:

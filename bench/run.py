@@ -9,14 +9,21 @@ it runs, and writes summary.json, summary.md and plots to a results folder.
                                    # fails unless every scenario ran without errors
     python bench/run.py --locust   # each scenario's Locust user in turn, closed loop,
                                    # with Locust's CSV and HTML reports
+
+After the scenarios, three short phases: a CPU profile of the best gateway near its
+capacity; traced requests through gateway-grpc and gateway-nats (a local OTLP
+receiver) for the per-hop breakdown; and the same fixed load with tracing off, at
+100% and at 1% sampling, for what tracing costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -31,18 +38,43 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import nats as nats_client
 import psutil
 from sklearn.datasets import load_digits
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
-from stack import GATEWAY, MODELS, PYTHON, ROOT, Ports, Process, Stack, free_port  # noqa: E402
+import otlp  # noqa: E402
+from stack import (  # noqa: E402
+    GATEWAY,
+    MODELS,
+    PYTHON,
+    ROOT,
+    ROUTING,
+    Ports,
+    Process,
+    Stack,
+    free_port,
+)
 from tandem_inference.pb import grpc_service_pb2 as pb  # noqa: E402
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
 
 from report import OTHERS, write_locust_report, write_report  # noqa: E402
-from scenarios import FULL, GATEWAYS, MODEL, QUICK, SCENARIOS, Scenario, Settings  # noqa: E402
+from scenarios import (  # noqa: E402
+    FULL,
+    FULL_PHASES,
+    GATEWAYS,
+    MODEL,
+    QUICK,
+    QUICK_PHASES,
+    SCENARIOS,
+    TRACED,
+    Gateway,
+    Phases,
+    Scenario,
+    Settings,
+)
 
 LOADGEN = BENCH / "bin" / "loadgen"
 LOCUST = PYTHON.parent / "locust"
@@ -57,9 +89,13 @@ class Services:
     processes: dict[str, Process] = field(default_factory=dict)
     rest_urls: dict[str, str] = field(default_factory=dict)
     grpc_addrs: dict[str, str] = field(default_factory=dict)
+    nats_urls: dict[str, str] = field(default_factory=dict)
+    admin_addrs: dict[str, str] = field(default_factory=dict)
+    nats_url: str = ""
 
     def endpoint(self, scenario: Scenario) -> str:
-        table = self.grpc_addrs if scenario.kind == "grpc" else self.rest_urls
+        tables = {"grpc": self.grpc_addrs, "nats": self.nats_urls}
+        table = tables.get(scenario.kind, self.rest_urls)
         if scenario.via not in table:
             raise ValueError(
                 f"scenario {scenario.name}: {scenario.via} has no {scenario.kind} port"
@@ -75,24 +111,22 @@ def running(
     services = Services(workdir)
     needed = {s.via for s in scenarios}
     gateways = [g for g in GATEWAYS if g.name in needed]
+    nats = any(g.transport == "nats" for g in gateways) or any(s.kind == "nats" for s in scenarios)
     with ExitStack() as stack:
         if gateways or "python" in needed:
-            python = Stack(workdir=_folder(workdir / "python"))
+            python = Stack(workdir=_folder(workdir / "python"), routing=None)
             stack.callback(python.stop)
+            if nats:
+                services.processes["nats-server"] = python.start_nats()
+                services.nats_url = python.nats_url
+                # Both front doors in one process: every path reaches the same service.
+                python.python_args = ("--serve", "grpc,nats", "--nats-url", python.nats_url)
+                services.nats_urls["python"] = python.nats_url
             services.processes["python"] = python.start_python()
             services.grpc_addrs["python"] = python.python_grpc_addr
-            _wait_python(python)
+            _wait_python(python, nats=nats)
             for gateway in gateways:
-                gw = Stack(
-                    ports=replace(Ports.free(), python_grpc=python.ports.python_grpc),
-                    workdir=_folder(workdir / gateway.name),
-                    gateway_args=gateway.args,
-                )
-                stack.callback(gw.stop)
-                services.processes[gateway.name] = gw.start_gateway()
-                gw.wait_ready()
-                services.rest_urls[gateway.name] = gw.rest_url
-                services.grpc_addrs[gateway.name] = gw.edge_grpc_addr
+                _start_gateway(stack, services, gateway, python, workdir=workdir)
         if "baseline" in needed:
             port = free_port()
             argv = [str(PYTHON), str(BASELINE), "--host", "127.0.0.1", "--port", str(port)]
@@ -107,13 +141,70 @@ def running(
         yield services
 
 
+def _start_gateway(
+    stack: ExitStack,
+    services: Services,
+    gateway: Gateway,
+    python: Stack,
+    *,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+) -> None:
+    """One gateway process in front of python's service (and its nats-server)."""
+    gw = Stack(
+        transport=gateway.transport,
+        ports=replace(Ports.free(), python_grpc=python.ports.python_grpc, nats=python.ports.nats),
+        workdir=_folder(workdir / gateway.name),
+        routing=ROUTING if gateway.coalesce else None,
+        gateway_args=gateway.args,
+        env=env or {},
+    )
+    stack.callback(gw.stop)
+    services.processes[gateway.name] = gw.start_gateway()
+    gw.wait_ready()
+    services.rest_urls[gateway.name] = gw.rest_url
+    services.grpc_addrs[gateway.name] = gw.edge_grpc_addr
+    services.admin_addrs[gateway.name] = gw.admin_addr
+
+
+# The traced configurations use their own subject prefix, so that their NATS
+# requests reach the traced service only.
+TRACED_PREFIX = "oip.traced"
+
+
+@contextmanager
+def traced(services: Services, workdir: Path, receiver: otlp.Receiver) -> Iterator[Services]:
+    """TRACED's gateways and a traced Python service, exporting to receiver."""
+    out = Services(workdir, nats_url=services.nats_url)
+    with ExitStack() as stack:
+        python = Stack(
+            workdir=_folder(workdir / "python-traced"),
+            routing=None,
+            ports=replace(Ports.free(), nats=int(services.nats_url.rsplit(":", 1)[1])),
+            env=otlp.otel_env(receiver.endpoint, "1"),
+        )
+        python.python_args = ("--serve", "grpc,nats", "--nats-url", services.nats_url)
+        python.python_args += ("--nats-subject-prefix", TRACED_PREFIX)
+        stack.callback(python.stop)
+        out.processes["python-traced"] = python.start_python("python-traced")
+        _wait_python(python, nats=False)
+        for gateway in TRACED:
+            args = gateway.args
+            if gateway.transport == "nats":
+                args += ("--nats-subject-prefix", TRACED_PREFIX)
+            env = otlp.otel_env(receiver.endpoint, gateway.otel_ratio or "1")
+            config = replace(gateway, args=args)
+            _start_gateway(stack, out, config, python, workdir=workdir, env=env)
+        yield out
+
+
 def _folder(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def _wait_python(python: Stack, timeout: float = 90.0) -> None:
-    """Wait until the Python service has the model ready over gRPC."""
+def _wait_python(python: Stack, *, nats: bool, timeout: float = 90.0) -> None:
+    """Wait until the Python service has the model ready over gRPC (and serves NATS)."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(python.python_grpc_addr) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -121,12 +212,35 @@ def _wait_python(python: Stack, timeout: float = 90.0) -> None:
             if not all(p.running for p in python.processes):
                 raise RuntimeError(f"the Python service exited:\n{python.logs()}")
             try:
-                if stub.ModelReady(pb.ModelReadyRequest(name=MODEL), timeout=1).ready:
+                ready = stub.ModelReady(pb.ModelReadyRequest(name=MODEL), timeout=1).ready
+                if ready and (not nats or _nats_ready(python.nats_url, deadline)):
                     return
             except grpc.RpcError:
                 pass
             time.sleep(0.2)
     raise TimeoutError(f"the Python service was not ready in {timeout:.0f}s:\n{python.logs()}")
+
+
+def _nats_ready(url: str, deadline: float, prefix: str = "oip.v2") -> bool:
+    """Whether a worker answers ModelReady over NATS before the deadline."""
+
+    async def ask() -> bool:
+        nc = await nats_client.connect(url)
+        try:
+            req = pb.ModelReadyRequest(name=MODEL).SerializeToString()
+            while time.monotonic() < deadline:
+                try:
+                    msg = await nc.request(f"{prefix}.models.{MODEL}.ready", req, timeout=1)
+                    if not msg.headers and pb.ModelReadyResponse.FromString(msg.data).ready:
+                        return True
+                except (nats_client.errors.NoRespondersError, nats_client.errors.TimeoutError):
+                    pass
+                await asyncio.sleep(0.2)
+            return False
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
 
 
 def _wait_http(process: Process, url: str, timeout: float = 60.0) -> None:
@@ -188,36 +302,50 @@ class Sampler(threading.Thread):
         self.join()
 
 
-def plan_for(
-    settings: Settings, scenarios: Sequence[Scenario], services: Services
-) -> dict[str, Any]:
+def base_plan(settings: Settings, specs: list[dict[str, Any]]) -> dict[str, Any]:
     plan = asdict(settings)
     plan["model"] = MODEL
     # One real digit from scikit-learn's bundled set, pixel values 0-16 as the model expects.
     plan["pixels"] = [float(v) for v in load_digits().data[0]]
-    plan["scenarios"] = [
-        {
-            "name": s.name,
-            "kind": s.kind,
-            "target": services.endpoint(s),
-            "sweep": s.sweep,
-            "closed": s.closed,
-        }
-        for s in scenarios
-    ]
+    plan["scenarios"] = specs
     return plan
 
 
+def plan_for(
+    settings: Settings, scenarios: Sequence[Scenario], services: Services
+) -> dict[str, Any]:
+    return base_plan(
+        settings,
+        [
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "target": services.endpoint(s),
+                "sweep": s.sweep,
+                "closed": s.closed,
+            }
+            for s in scenarios
+        ],
+    )
+
+
 def drive(
-    plan_path: Path, result_path: Path, log_path: Path, services: Services
-) -> list[dict[str, Any]]:
-    """Run the driver over the plan while sampling every process; returns the samples."""
+    plan: dict[str, Any], raw: Path, name: str, processes: dict[str, Process]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the driver over the plan while sampling every process.
+
+    Writes raw/<name>-plan.json, raw/<name>.json and raw/<name>.log; returns the
+    driver's result and the samples.
+    """
+    plan_path, result_path = raw / f"{name}-plan.json", raw / f"{name}.json"
+    log_path = raw / f"{name}.log"
+    plan_path.write_text(json.dumps(plan, indent=1))
     argv = [str(LOADGEN), "-plan", str(plan_path), "-out", str(result_path)]
     with log_path.open("wb") as log:
         driver = subprocess.Popen(  # noqa: S603 (our own binary and paths)
             argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
-    pids = {name: p.popen.pid for name, p in services.processes.items() if p.popen is not None}
+    pids = {n: p.popen.pid for n, p in processes.items() if p.popen is not None}
     sampler = Sampler({**pids, "loadgen": driver.pid})
     sampler.start()
     # The driver bounds itself (max_steps, per-step duration and timeout); this is
@@ -230,7 +358,208 @@ def drive(
         raise RuntimeError(
             f"loadgen exited {code}:\n{log_path.read_text(errors='replace')[-4000:]}"
         )
-    return sampler.samples
+    return json.loads(result_path.read_text()), sampler.samples
+
+
+def _spec(
+    name: str, kind: str, target: str, *, closed: bool = False, fixed_rps: float = 0
+) -> dict[str, Any]:
+    """A phase's scenario for the driver: one in flight, or a fixed rate."""
+    spec: dict[str, Any] = {"name": name, "kind": kind, "target": target}
+    return spec | {"sweep": False, "closed": closed, "fixed_rps": fixed_rps}
+
+
+def profile_phase(
+    settings: Settings,
+    phases: Phases,
+    result: dict[str, Any],
+    services: Services,
+    raw: Path,
+) -> dict[str, Any] | None:
+    """The best gateway scenario at a share of its capacity, with a CPU profile of its gateway.
+
+    Also where the gateway's RSS under the heaviest sustained load within capacity
+    is measured.
+    """
+    by_name = {s.name: s for s in SCENARIOS}
+    swept = [
+        r
+        for r in result["scenarios"]
+        if by_name[r["spec"]["name"]].role == "gateway" and r["capacity_rps"] > 0
+    ]
+    if not swept:
+        return None
+    best = max(swept, key=lambda r: r["capacity_rps"])
+    scenario = by_name[best["spec"]["name"]]
+    rate = round(phases.profile_share * best["capacity_rps"])
+    warmup = min(settings.warmup_s, 1.0)
+    run = replace(
+        settings,
+        warmup_s=warmup,
+        step_s=phases.profile_s + 3.0,
+        max_steps=1,
+        closed_rounds=0,
+        retries=0,
+    )
+    spec = _spec(scenario.name, scenario.kind, best["spec"]["target"], fixed_rps=rate)
+    admin = services.admin_addrs[scenario.via]
+    path = raw / f"{scenario.via}.pprof"
+    fetched: dict[str, str] = {}
+
+    def fetch() -> None:
+        # Into the step: after the warm-up, the pause and a second of the step itself.
+        time.sleep(warmup + settings.pause_s + 1.0)
+        url = f"http://{admin}/debug/pprof/profile?seconds={phases.profile_s}"
+        try:
+            with urllib.request.urlopen(url, timeout=phases.profile_s + 30) as r:
+                path.write_bytes(r.read())
+        except (urllib.error.URLError, OSError) as err:
+            fetched["error"] = str(err)
+
+    fetcher = threading.Thread(target=fetch, name="pprof", daemon=True)
+    fetcher.start()
+    out, samples = drive(base_plan(run, [spec]), raw, "profile", services.processes)
+    fetcher.join(phases.profile_s + 40)
+    top: dict[str, list[str]] = {}
+    if path.is_file():
+        for key, flags in (("flat", []), ("cum", ["-cum"])):
+            top[key] = _pprof_top(path, flags)
+    return {
+        "scenario": scenario.name,
+        "gateway": scenario.via,
+        "capacity_rps": best["capacity_rps"],
+        "share": phases.profile_share,
+        "profile_s": phases.profile_s,
+        "result": out,
+        "samples": samples,
+        "top": top,
+        "error": fetched.get("error"),
+    }
+
+
+def _pprof_top(path: Path, flags: list[str]) -> list[str]:
+    """`go tool pprof -top`, 15 nodes: the header from Duration on, and the rows."""
+    argv = ["go", "tool", "pprof", "-top", "-nodecount=15", *flags, str(GATEWAY), str(path)]
+    try:
+        out = subprocess.run(  # noqa: S603 (fixed arguments)
+            argv, capture_output=True, text=True, timeout=120, check=True, cwd=BENCH
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        return [f"go tool pprof failed: {err}"]
+    lines = out.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Duration")), 0)
+    return lines[start:]
+
+
+def trace_phase(
+    settings: Settings,
+    phases: Phases,
+    services: Services,
+    receiver: otlp.Receiver,
+    raw: Path,
+) -> dict[str, Any]:
+    """Requests one at a time through each traced gateway (100%); median hop shares."""
+    names = [g.name for g in TRACED if g.otel_ratio == "1"]
+    specs = [_spec(n, "rest-json", services.rest_urls[n], closed=True) for n in names]
+    run = replace(
+        settings,
+        warmup_s=min(settings.warmup_s, 1.0),
+        start_rps=min(settings.start_rps, 100.0),
+        closed_requests=phases.trace_requests,
+        closed_rounds=1,
+    )
+    out, samples = drive(base_plan(run, specs), raw, "traces", services.processes)
+    _settle(receiver)
+    spans = list(receiver.spans)
+    by_trace: dict[str, list[otlp.Span]] = {}
+    for span in spans:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    rows: dict[str, Any] = {}
+    for r in out["scenarios"]:
+        window = r["closed"]["rounds"][0]
+        lo, hi = window["started"] * 1e9, window["ended"] * 1e9
+        shares: list[list[tuple[str, float]]] = []
+        totals: list[float] = []
+        for trace in by_trace.values():
+            roots = [
+                s
+                for s in trace
+                if s.service == "tandem-gateway" and s.kind == otlp.SERVER and not s.parent_id
+            ]
+            complete = {"tandem-gateway", "tandem-inference"} <= {s.service for s in trace}
+            if len(roots) != 1 or not complete or not any(s.name == "execute" for s in trace):
+                continue
+            if lo <= roots[0].start_ns <= hi:
+                shares.append(otlp.hop_shares(trace))
+                totals.append(roots[0].duration_ns / 1e3)
+        parts = [p for p, _ in shares[0]] if shares else []
+        rows[r["spec"]["name"]] = {
+            "requests": window["requests"],
+            "traces": len(shares),
+            "client_p50_us": r["closed"]["latency"]["p50_us"],
+            "gateway_span_p50_us": round(statistics.median(totals), 1) if totals else None,
+            "median_us": {
+                p: round(statistics.median(s[i][1] for s in shares), 1) for i, p in enumerate(parts)
+            },
+        }
+    (raw / "spans.json").write_text(json.dumps([asdict(s) for s in spans]))
+    return {"result": out, "samples": samples, "gateways": rows}
+
+
+def _settle(receiver: otlp.Receiver, quiet: float = 1.0, limit: float = 15.0) -> None:
+    """Wait until the exporters have sent what they hold: no new span for `quiet` s."""
+    deadline = time.monotonic() + limit
+    seen, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        n = len(receiver.spans)
+        if n != seen:
+            seen, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.1)
+
+
+def overhead_phase(
+    settings: Settings,
+    phases: Phases,
+    result: dict[str, Any],
+    services: Services,
+    *,
+    traced_services: Services,
+    raw: Path,
+) -> dict[str, Any]:
+    """The same fixed load through gateway-grpc with tracing off, at 100% and at 1%."""
+    caps = {r["spec"]["name"]: r["capacity_rps"] for r in result["scenarios"]}
+    capacity = caps.get("rest-gateway-grpc", 0)
+    rate = round(phases.overhead_share * capacity) if capacity else round(settings.start_rps)
+    configs = {
+        "tracing off": ("gateway-grpc", "python", services),
+        "100% sampled": ("gateway-grpc-traced", "python-traced", traced_services),
+        "1% sampled": ("gateway-grpc-traced-1pct", "python-traced", traced_services),
+    }
+    specs = [
+        _spec(name, "rest-json", where.rest_urls[gw], fixed_rps=rate)
+        for name, (gw, _, where) in configs.items()
+    ]
+    run = replace(
+        settings,
+        warmup_s=min(settings.warmup_s, 1.0),
+        step_s=phases.overhead_step_s,
+        max_steps=phases.overhead_steps,
+        closed_rounds=0,
+        retries=0,
+    )
+    processes = {**services.processes, **traced_services.processes}
+    out, samples = drive(base_plan(run, specs), raw, "overhead", processes)
+    return {
+        "rate": rate,
+        "share": phases.overhead_share,
+        "of": "rest-gateway-grpc",
+        "capacity_rps": capacity,
+        "configs": {k: {"gateway": g, "python": p} for k, (g, p, _) in configs.items()},
+        "result": out,
+        "samples": samples,
+    }
 
 
 def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int:
@@ -251,6 +580,8 @@ def locust(
     pids = {name: p.popen.pid for name, p in services.processes.items() if p.popen is not None}
     rows = []
     for s in scenarios:
+        if not s.locust:
+            continue  # no Locust user makes this call
         prefix = out / s.name
         argv = [str(LOCUST), "-f", str(BENCH / "locustfile.py"), "--headless", "--only-summary"]
         argv += ["--processes", "-1", "--users", str(users), "--spawn-rate", str(users)]
@@ -308,6 +639,17 @@ def check_quick(summary: dict[str, Any], folder: Path) -> list[str]:
             problems.append(f"{s['name']}: no sweep step ran")
         if s["closed"] and not s["one_in_flight"]:
             problems.append(f"{s['name']}: no one-in-flight round ran")
+    phases = summary.get("phases", {})
+    if phases:
+        for name, row in (phases.get("traces") or {}).items():
+            if not row["traces"]:
+                problems.append(f"traces: no complete trace through {name}")
+        for name, row in (phases.get("overhead") or {}).get("configs", {}).items():
+            if row["errors"] or not row["steps"]:
+                problems.append(f"tracing overhead, {name}: {row['errors']} errors")
+        profile = phases.get("profile") or {}
+        if profile.get("errors") or not profile.get("top"):
+            problems.append(f"profile: {profile.get('error') or 'no profile'}")
     files = ("summary.json", "summary.md", *summary["plots"])
     problems += [f"{name} was not written" for name in files if not (folder / name).is_file()]
     return problems
@@ -318,6 +660,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds per scenario")
     parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios")
     parser.add_argument("--results", type=Path, help="results root (default by mode)")
+    parser.add_argument(
+        "--no-phases", action="store_true", help="skip the profile, trace and overhead phases"
+    )
     parser.add_argument("--locust", action="store_true", help="Locust users instead of loadgen")
     parser.add_argument("--locust-users", type=int, default=32, help="concurrent Locust users")
     parser.add_argument("--locust-time", default="30s", help="per scenario, e.g. 30s, 2m")
@@ -343,14 +688,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_locust_report(folder, rows)
         return _finish(root, stamp)
 
-    with running(scenarios, _folder(raw / "logs"), args.baseline_model) as services:
+    phases = QUICK_PHASES if args.quick else FULL_PHASES
+    extra: dict[str, Any] = {}
+    logs = _folder(raw / "logs")
+    with running(scenarios, logs, args.baseline_model) as services:
         plan = plan_for(settings, scenarios, services)
-        (raw / "plan.json").write_text(json.dumps(plan, indent=1))
-        samples = drive(raw / "plan.json", raw / "loadgen.json", raw / "loadgen.log", services)
-    (raw / "samples.json").write_text(json.dumps(samples))
+        result, samples = drive(plan, raw, "loadgen", services.processes)
+        (raw / "samples.json").write_text(json.dumps(samples))
+        # The phases need every gateway configuration: not with --only.
+        if not args.only and not args.no_phases:
+            extra["profile"] = profile_phase(settings, phases, result, services, raw)
+            with otlp.Receiver() as receiver, traced(services, logs, receiver) as tr:
+                extra["traces"] = trace_phase(settings, phases, tr, receiver, raw)
+                extra["overhead"] = overhead_phase(
+                    settings, phases, result, services, traced_services=tr, raw=raw
+                )
+    (raw / "phases.json").write_text(json.dumps(extra))
 
-    result = json.loads((raw / "loadgen.json").read_text())
-    summary = write_report(folder, result, samples, scenarios, quick=args.quick)
+    summary = write_report(folder, result, samples, scenarios, extra, quick=args.quick)
     _finish(root, stamp)
     if args.quick and (problems := check_quick(summary, root / stamp)):
         print("bench-quick failed:\n  " + "\n  ".join(problems), file=sys.stderr)

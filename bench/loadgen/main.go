@@ -103,7 +103,11 @@ func measure(ctx context.Context, logger *log.Logger, plan Plan, targets []*targ
 	// Warm-up: connections, caches, and the allocators of both languages.
 	if plan.WarmupS > 0 {
 		for i, t := range targets {
-			w := openStep(t, plan, plan.StartRPS, seconds(plan.WarmupS))
+			rate := plan.StartRPS
+			if f := reports[i].Spec.FixedRPS; f > 0 {
+				rate = f
+			}
+			w := openStep(t, plan, rate, seconds(plan.WarmupS))
 			reports[i].Warmup = &w
 			logger.Printf("%-24s warm-up %s", t.name, w)
 			if err := pause(); err != nil {
@@ -142,7 +146,10 @@ func measure(ctx context.Context, logger *log.Logger, plan Plan, targets []*targ
 	// The sweeps, interleaved step by step.
 	sweeps := make([]*sweep, len(targets))
 	for i, r := range reports {
-		if r.Spec.Sweep {
+		switch {
+		case r.Spec.FixedRPS > 0:
+			sweeps[i] = newFixed(plan, r.Spec.FixedRPS)
+		case r.Spec.Sweep:
 			sweeps[i] = newSweep(plan)
 		}
 	}

@@ -37,10 +37,15 @@ type Plan struct {
 type ScenarioSpec struct {
 	Name   string `json:"name"`
 	Kind   string `json:"kind"`   // one of the keys of transports
-	Target string `json:"target"` // base URL for REST, host:port for gRPC
-	Sweep  bool   `json:"sweep"`  // open-loop rate sweep for its capacity
-	Closed bool   `json:"closed"` // one in flight, for the added-latency figure
-	Conns  int    `json:"conns"`  // gRPC connections; 0 means 1
+	Target string `json:"target"` // base URL for REST, host:port for gRPC, NATS URL for nats
+	// Subject is the NATS subject for kind nats; empty: oip.v2.models.<model>.infer.
+	Subject string `json:"subject,omitempty"`
+	Sweep   bool   `json:"sweep"`  // open-loop rate sweep for its capacity
+	Closed  bool   `json:"closed"` // one in flight, for the added-latency figure
+	Conns   int    `json:"conns"`  // gRPC connections; 0 means 1
+	// FixedRPS, when positive, replaces the sweep's search: max_steps steps at this
+	// rate (and the warm-up at it too), for comparing configurations at one load.
+	FixedRPS float64 `json:"fixed_rps,omitempty"`
 }
 
 func loadPlan(path string) (Plan, error) {
@@ -71,6 +76,9 @@ func (p Plan) validate() error {
 		return fmt.Errorf("plan: no scenarios")
 	}
 	for _, s := range p.Scenarios {
+		if s.FixedRPS < 0 {
+			return fmt.Errorf("plan: scenario %q: fixed_rps cannot be negative", s.Name)
+		}
 		if _, ok := transports[s.Kind]; !ok {
 			return fmt.Errorf("plan: scenario %q: unknown kind %q", s.Name, s.Kind)
 		}

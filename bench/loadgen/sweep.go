@@ -14,14 +14,29 @@ type sweep struct {
 	fail     float64 // lowest failing rate so far; 0 = none
 	steps    int
 	bisected int
-	retried  int // failures in a row at the current rate
+	retried  int  // failures in a row at the current rate
+	fixed    bool // offer the same rate MaxSteps times: no search
 	done     bool
 }
 
 func newSweep(p Plan) *sweep { return &sweep{plan: p, rate: math.Round(p.StartRPS)} }
 
+// newFixed offers rate for MaxSteps steps, whatever they give.
+func newFixed(p Plan, rate float64) *sweep {
+	return &sweep{plan: p, rate: math.Round(rate), fixed: true}
+}
+
 func (s *sweep) record(rate float64, passed bool) {
 	s.steps++
+	if s.fixed {
+		if passed {
+			s.pass = max(s.pass, rate)
+		} else {
+			s.fail = rate
+		}
+		s.done = s.steps >= s.plan.MaxSteps
+		return
+	}
 	if !passed && s.retried < s.plan.Retries && s.steps < s.plan.MaxSteps {
 		s.retried++
 		return // the same rate again, on the scenario's next turn

@@ -121,3 +121,15 @@ func TestSummarizeCDF(t *testing.T) {
 		t.Errorf("CDF has a tick at %v, beyond what 100 samples resolve", p)
 	}
 }
+
+func TestFixed(t *testing.T) {
+	s := newFixed(Plan{StartRPS: 100, Factor: 2, MaxRPS: 1000, MaxSteps: 3, Retries: 1}, 250)
+	var rates []float64
+	for i := 0; !s.done && i < 10; i++ {
+		rates = append(rates, s.rate)
+		s.record(s.rate, i != 1)
+	}
+	if !slices.Equal(rates, []float64{250, 250, 250}) {
+		t.Errorf("rates = %v, want 250 three times", rates)
+	}
+}

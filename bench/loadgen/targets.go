@@ -13,6 +13,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 )
 
@@ -32,13 +35,12 @@ type target struct {
 	close   func() error
 }
 
-// transports builds a target per scenario kind. A NATS request/reply mode plugs in
-// here the way grpc does: a RoundTripper that sends the protobuf request to the
-// worker subject with nats.go's Request.
+// transports builds a target per scenario kind.
 var transports = map[string]func(Plan, ScenarioSpec) (*target, error){
 	"rest-json":   restJSON,
 	"rest-binary": restBinary,
 	"grpc":        grpcInfer,
+	"nats":        natsInfer,
 }
 
 func newTarget(p Plan, s ScenarioSpec) (*target, error) {
@@ -159,15 +161,20 @@ func restBinary(p Plan, s ScenarioSpec) (*target, error) {
 	}, nil
 }
 
-// grpcInfer calls ModelInfer with the generated stubs over s.Conns connections.
-func grpcInfer(p Plan, s ScenarioSpec) (*target, error) {
-	rt := &grpcRoundTripper{req: &inferencepb.ModelInferRequest{
+// inferRequest is the scenario's ModelInferRequest, as gRPC and NATS carry it.
+func (p Plan) inferRequest() *inferencepb.ModelInferRequest {
+	return &inferencepb.ModelInferRequest{
 		ModelName: p.Model,
 		Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{
 			{Name: inputName, Datatype: "FP32", Shape: p.shape()},
 		},
 		RawInputContents: [][]byte{p.rawInput()},
-	}}
+	}
+}
+
+// grpcInfer calls ModelInfer with the generated stubs over s.Conns connections.
+func grpcInfer(p Plan, s ScenarioSpec) (*target, error) {
+	rt := &grpcRoundTripper{req: p.inferRequest()}
 	conns := make([]*grpc.ClientConn, max(s.Conns, 1))
 	for i := range conns {
 		conn, err := grpc.NewClient(s.Target, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -209,6 +216,61 @@ func (g *grpcRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return &http.Response{
 		Status: "200 OK", StatusCode: http.StatusOK, Proto: "gRPC",
+		Header: http.Header{}, Body: http.NoBody, Request: r,
+	}, nil
+}
+
+// natsInfer sends the serialized ModelInferRequest to the model's infer subject
+// with nats.go's request/reply, as proto/README.md maps ModelInfer onto NATS:
+// what a NATS client calling the Python workers directly does. s.Target is the
+// NATS server's URL; s.Subject overrides the subject (default oip.v2.models.<m>.infer).
+func natsInfer(p Plan, s ScenarioSpec) (*target, error) {
+	payload, err := proto.Marshal(p.inferRequest())
+	if err != nil {
+		return nil, fmt.Errorf("encode ModelInferRequest: %w", err)
+	}
+	subject := s.Subject
+	if subject == "" {
+		subject = "oip.v2.models." + p.Model + ".infer"
+	}
+	nc, err := nats.Connect(s.Target, nats.Name("tandem-loadgen"), nats.MaxReconnects(0))
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", s.Target, err)
+	}
+	rt := &natsRoundTripper{nc: nc, subject: subject, payload: payload}
+	return &target{
+		request: vegeta.Target{Method: http.MethodPost, URL: "nats://" + subject},
+		client:  &http.Client{Transport: rt},
+		close:   func() error { nc.Close(); return nil },
+	}, nil
+}
+
+// natsRoundTripper carries vegeta's hits as NATS requests, as grpcRoundTripper
+// does gRPC calls. One connection carries every request in flight (nats.go muxes
+// the replies on one inbox subscription), as one client process would.
+type natsRoundTripper struct {
+	nc      *nats.Conn
+	subject string
+	payload []byte // read-only: shared by every request
+}
+
+func (n *natsRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	msg, err := n.nc.RequestMsgWithContext(r.Context(), &nats.Msg{Subject: n.subject, Data: n.payload})
+	if err != nil {
+		return nil, fmt.Errorf("NATS request: %w", err)
+	}
+	if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
+		return nil, fmt.Errorf("NATS worker error %s: %s", code, msg.Header.Get("Nats-Service-Error"))
+	}
+	var resp inferencepb.ModelInferResponse
+	if err := proto.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("decode ModelInferResponse: %w", err)
+	}
+	if len(resp.GetRawOutputContents()) == 0 && len(resp.GetOutputs()) == 0 {
+		return nil, fmt.Errorf("NATS reply without outputs")
+	}
+	return &http.Response{
+		Status: "200 OK", StatusCode: http.StatusOK, Proto: "NATS",
 		Header: http.Header{}, Body: http.NoBody, Request: r,
 	}, nil
 }
