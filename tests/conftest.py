@@ -92,3 +92,12 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(have.get(k) == v for k, v in labels.items()):
             total += float(m.group(2))
     return total
+
+
+def model_runs(stack: Stack, model: str = "digits") -> tuple[float, float]:
+    """(model runs, rows) of a model so far, from the Python service's batch-size histogram."""
+    text = httpx.get(f"http://{stack.python_metrics_addr}/metrics", timeout=10).text
+    return (
+        metric(text, "tandem_inference_batch_size_count", model=model),
+        metric(text, "tandem_inference_batch_size_sum", model=model),
+    )

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import infer_body, metric, probabilities
+from conftest import infer_body, model_runs, probabilities
 from stack import MODELS, TRANSPORTS, Stack
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -58,23 +58,14 @@ def fire_together(stack: Stack, rows: np.ndarray) -> list[httpx.Response]:
     return asyncio.run(go())
 
 
-def batch_sizes(stack: Stack) -> tuple[float, float]:
-    """(runs, rows) of the digits model so far, from its batch-size histogram."""
-    text = httpx.get(f"http://{stack.python_metrics_addr}/metrics", timeout=10).text
-    return (
-        metric(text, "tandem_inference_batch_size_count", model="digits"),
-        metric(text, "tandem_inference_batch_size_sum", model="digits"),
-    )
-
-
 def test_requests_arriving_together_run_as_one_batch(
     batching: Stack, digits: Digits, reference: np.ndarray
 ) -> None:
-    runs, rows = batch_sizes(batching)
+    runs, rows = model_runs(batching)
     responses = fire_together(batching, digits[0][:QUEUE])
     got = np.concatenate([probabilities(r) for r in responses])
     np.testing.assert_allclose(got, reference[:QUEUE], atol=1e-5)
-    runs_after, rows_after = batch_sizes(batching)
+    runs_after, rows_after = model_runs(batching)
     assert rows_after - rows == QUEUE
     assert runs_after - runs < QUEUE, "no two requests shared a model run"
 

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import infer_body, metric, probabilities
+from conftest import infer_body, model_runs, probabilities
 from stack import ROUTING, TRANSPORTS, Stack
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -23,15 +23,6 @@ def coalescing(request: pytest.FixtureRequest) -> Iterator[Stack]:
         yield s.start()
     finally:
         s.stop()
-
-
-def model_runs(stack: Stack) -> tuple[float, float]:
-    """(model runs, rows) of digits so far, from the Python batch-size histogram."""
-    text = httpx.get(f"http://{stack.python_metrics_addr}/metrics", timeout=10).text
-    return (
-        metric(text, "tandem_inference_batch_size_count", model="digits"),
-        metric(text, "tandem_inference_batch_size_sum", model="digits"),
-    )
 
 
 def test_thousand_concurrent_requests_get_their_own_answers(
