@@ -546,7 +546,10 @@ def _phases_markdown(phases: dict[str, Any]) -> list[str]:
             "(100% sampling) to a local OTLP receiver, with a traced Python service behind "
             "them; per request `hop_shares` (tests/otlp.py) splits the spans, and each part "
             "is the median over the requests. With one request in flight the queue is near "
-            "empty; under load it grows. Tracing is on only in this phase and the next.",
+            "empty; under load it grows. 'transport' is the gateway's client span less "
+            "the Python server span: the wire both ways and both RPC libraries, Python's "
+            "(grpc.aio or nats-py, and its event loop) included up to where its span starts. "
+            "Tracing is on only in this phase and the next.",
             "",
             "| part | " + " | ".join(names) + " |",
             "| --- |" + " ---: |" * len(names),
