@@ -231,7 +231,9 @@ def write_report(
     extra: dict[str, Any] | None = None,
     *,
     quick: bool,
+    made: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
+    """Write the run's summary and plots; made is (generated, commit) of a run re-rendered."""
     by_name = {s.name: s for s in scenarios}
     rows = [_scenario(r, by_name[r["spec"]["name"]], samples) for r in result["scenarios"]]
     settings = {k: v for k, v in result["plan"].items() if k not in ("pixels", "scenarios")}
@@ -241,9 +243,9 @@ def write_report(
             if name not in ("t", OTHERS):
                 peaks[name] = max(peaks.get(name, 0.0), v["rss"] / MB)
     summary: dict[str, Any] = {
-        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "generated": made[0] if made else datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "quick" if quick else "full",
-        "commit": _git_commit(folder),
+        "commit": made[1] if made else _git_commit(folder),
         "machine": _machine(),
         "note": (
             "The servers, the Python service and the load driver share this machine's "
@@ -334,6 +336,7 @@ def _phases(extra: dict[str, Any]) -> dict[str, Any]:
                 "p99_us": _median([st["latency"]["p99_us"] for st in steps]),
                 "gateway_cpu_pct": cpu(cfg["gateway"]),
                 "python_cpu_pct": cpu(cfg["python"]),
+                "others_cpu_pct": cpu(OTHERS),
             }
         out["overhead"] = {
             "rate": overhead["rate"],
@@ -582,18 +585,20 @@ def _phases_markdown(phases: dict[str, Any]) -> list[str]:
             f"REST JSON through gateway-grpc (no coalescing) at one fixed rate, "
             f"{overhead['rate']:,} req/s ({overhead['share']:.0%} of {overhead['of']}'s "
             f"capacity), the three configurations interleaved step by step; medians over "
-            "the steps. Traced configurations export to a local OTLP receiver in the runner "
-            "(its CPU is in `others`, not here).",
+            "the steps. Traced configurations export to a local OTLP receiver in the runner: "
+            "its CPU is in `others` (with anything else on the machine), not in the "
+            "gateway's or Python's.",
             "",
             "| tracing | gateway | achieved req/s | p50 | p99 | gateway CPU | Python CPU "
-            "| steps passed | errors |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| others CPU | steps passed | errors |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, c in overhead["configs"].items():
             lines.append(
                 f"| {name} | {c['gateway']} → {c['python']} | {c['achieved_rps'] or 0:,.0f} | "
                 f"{_us(c['p50_us'])} | {_us(c['p99_us'])} | {_pct(c['gateway_cpu_pct'])} | "
-                f"{_pct(c['python_cpu_pct'])} | {c['passed']}/{c['steps']} | {c['errors']} |"
+                f"{_pct(c['python_cpu_pct'])} | {_pct(c['others_cpu_pct'])} | "
+                f"{c['passed']}/{c['steps']} | {c['errors']} |"
             )
         lines.append("")
     profile = phases.get("profile")

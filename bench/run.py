@@ -661,6 +661,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios")
     parser.add_argument("--results", type=Path, help="results root (default by mode)")
     parser.add_argument(
+        "--rerender",
+        type=Path,
+        metavar="FOLDER",
+        help="write a run's summary and plots again from its raw/ (after a change to report.py)",
+    )
+    parser.add_argument(
         "--no-phases", action="store_true", help="skip the profile, trace and overhead phases"
     )
     parser.add_argument("--locust", action="store_true", help="Locust users instead of loadgen")
@@ -668,6 +674,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--locust-time", default="30s", help="per scenario, e.g. 30s, 2m")
     parser.add_argument("--baseline-model", type=Path, default=MODELS / MODEL / "1" / "model.onnx")
     args = parser.parse_args(argv)
+
+    if args.rerender:
+        return rerender(args.rerender)
 
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
     if args.only and len(scenarios) != len(args.only):
@@ -710,6 +719,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick and (problems := check_quick(summary, root / stamp)):
         print("bench-quick failed:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
+    return 0
+
+
+def rerender(folder: Path) -> int:
+    """summary.json, summary.md and the plots again, from the run's raw/."""
+    raw = folder / "raw"
+    result = json.loads((raw / "loadgen.json").read_text())
+    samples = json.loads((raw / "samples.json").read_text())
+    extra = json.loads((raw / "phases.json").read_text())
+    old = json.loads((folder / "summary.json").read_text())
+    made = (old["generated"], old["commit"])
+    write_report(folder, result, samples, SCENARIOS, extra, quick=old["mode"] == "quick", made=made)
+    print((folder / "summary.md").read_text())
     return 0
 
 
