@@ -741,9 +741,15 @@ def _plot_cdfs(path: Path, result: dict[str, Any]) -> None:
 
 def _plot_cpu(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     swept = [r for r in rows if r["steps"]]
-    fig, axes = plt.subplots(
-        1, max(1, len(swept)), figsize=(5 * max(1, len(swept)), 4), squeeze=False, sharey=True
+    # Three panels a row: nine scenarios in one row would be too wide to read.
+    ncols = max(1, min(3, len(swept)))
+    nrows = max(1, -(-len(swept) // ncols))
+    fig, grid = plt.subplots(
+        nrows, ncols, figsize=(5 * ncols, 4 * nrows), squeeze=False, sharey=True
     )
+    axes = [list(grid.flat)]
+    for ax in axes[0][len(swept) :]:
+        ax.set_visible(False)
     # One colour per process across all panels.
     every = sorted({n for r in swept for s in r["steps"] for n in s["processes"]})
     colour = {n: f"C{i}" for i, n in enumerate(every)}
