@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import httpx
 import numpy as np
@@ -101,3 +102,33 @@ def model_runs(stack: Stack, model: str = "digits") -> tuple[float, float]:
         metric(text, "tandem_inference_batch_size_count", model=model),
         metric(text, "tandem_inference_batch_size_sum", model=model),
     )
+
+
+def post_concurrently(
+    stack: Stack,
+    requests: Sequence[tuple[str, dict[str, object]]],
+    concurrency: int | None = None,
+    midway: Callable[[], object] | None = None,
+) -> list[httpx.Response]:
+    """POST each (path, JSON body) to the gateway, at most `concurrency` in flight (default:
+    all at once), answers in request order; `midway` runs once a third are answered."""
+    limit = concurrency or len(requests)
+
+    async def go() -> list[httpx.Response]:
+        sem = asyncio.Semaphore(limit)
+        done = 0
+        limits = httpx.Limits(max_connections=limit)
+        async with httpx.AsyncClient(base_url=stack.rest_url, limits=limits, timeout=60) as c:
+
+            async def one(path: str, body: dict[str, object]) -> httpx.Response:
+                nonlocal done
+                async with sem:
+                    r = await c.post(path, json=body)
+                done += 1
+                if midway is not None and done == len(requests) // 3:
+                    await asyncio.to_thread(midway)
+                return r
+
+            return await asyncio.gather(*(one(path, body) for path, body in requests))
+
+    return asyncio.run(go())

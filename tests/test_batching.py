@@ -9,7 +9,6 @@ config waits for none) and holds at most four requests.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import infer_body, model_runs, probabilities
+from conftest import infer_body, model_runs, post_concurrently, probabilities
 from stack import MODELS, TRANSPORTS, Stack
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -48,14 +47,7 @@ def batching(request: pytest.FixtureRequest, slow_batching_models: Path) -> Iter
 
 
 def fire_together(stack: Stack, rows: np.ndarray) -> list[httpx.Response]:
-    async def go() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=len(rows))
-        async with httpx.AsyncClient(base_url=stack.rest_url, limits=limits, timeout=30) as c:
-            return await asyncio.gather(
-                *(c.post("/v2/models/digits/infer", json=infer_body(row)) for row in rows)
-            )
-
-    return asyncio.run(go())
+    return post_concurrently(stack, [("/v2/models/digits/infer", infer_body(row)) for row in rows])
 
 
 def test_requests_arriving_together_run_as_one_batch(

@@ -3,14 +3,13 @@ caller its own answer."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
 
-from conftest import infer_body, model_runs, probabilities
+from conftest import infer_body, model_runs, post_concurrently, probabilities
 from stack import ROUTING, TRANSPORTS, Stack
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -33,18 +32,12 @@ def test_thousand_concurrent_requests_get_their_own_answers(
     expected = np.resize(reference, (n, 10))
     ids = [f"caller-{i}" for i in range(n)]
 
-    async def go() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=n)
-        async with httpx.AsyncClient(base_url=coalescing.rest_url, limits=limits, timeout=60) as c:
-            return await asyncio.gather(
-                *(
-                    c.post("/v2/models/digits/infer", json=infer_body(row, id=rid))
-                    for row, rid in zip(rows, ids, strict=True)
-                )
-            )
-
+    requests = [
+        ("/v2/models/digits/infer", infer_body(row, id=rid))
+        for row, rid in zip(rows, ids, strict=True)
+    ]
     runs, _ = model_runs(coalescing)
-    responses = asyncio.run(go())
+    responses = post_concurrently(coalescing, requests)
     got = np.concatenate([probabilities(r) for r in responses])
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert [r.json()["id"] for r in responses] == ids

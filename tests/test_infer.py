@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from conftest import MODEL_NAMES, infer_body, probabilities
+from conftest import MODEL_NAMES, infer_body, post_concurrently, probabilities
 from stack import Stack
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -58,18 +56,10 @@ def test_concurrent_requests_get_their_own_answers(
     n = 200
     assert len(digits[0]) >= n
 
-    async def fire() -> list[np.ndarray]:
-        limits = httpx.Limits(max_connections=n)
-        async with httpx.AsyncClient(base_url=stack.rest_url, limits=limits, timeout=60) as c:
-            responses = await asyncio.gather(
-                *(
-                    c.post(f"/v2/models/{MODEL_NAMES[i % 2]}/infer", json=infer_body(digits[0][i]))
-                    for i in range(n)
-                )
-            )
-        return [probabilities(r) for r in responses]
-
-    got = np.concatenate(asyncio.run(fire()))
+    requests = [
+        (f"/v2/models/{MODEL_NAMES[i % 2]}/infer", infer_body(digits[0][i])) for i in range(n)
+    ]
+    got = np.concatenate([probabilities(r) for r in post_concurrently(stack, requests)])
     np.testing.assert_allclose(got, reference[:n], atol=1e-5)
 
 

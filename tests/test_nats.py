@@ -7,7 +7,6 @@ the same discovery an operator would use.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import Callable, Iterator
 
@@ -15,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import infer_body, probabilities
+from conftest import infer_body, post_concurrently, probabilities
 from stack import Stack, wait_port
 
 Digits = tuple[np.ndarray, np.ndarray]
@@ -33,32 +32,11 @@ def infer_counts(stack: Stack) -> dict[str, int]:
 
 
 def fire(
-    stack: Stack,
-    pixels: np.ndarray,
-    concurrency: int,
-    midway: Callable[[], object] | None = None,
+    stack: Stack, pixels: np.ndarray, concurrency: int, midway: Callable[[], object] | None = None
 ) -> list[httpx.Response]:
-    """One request per row, `concurrency` in flight; `midway` runs once a third are answered."""
-
-    async def go() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=concurrency)
-        sem = asyncio.Semaphore(concurrency)
-        done = 0
-
-        async with httpx.AsyncClient(base_url=stack.rest_url, limits=limits, timeout=60) as c:
-
-            async def one(row: np.ndarray) -> httpx.Response:
-                nonlocal done
-                async with sem:
-                    r = await c.post("/v2/models/digits/infer", json=infer_body(row))
-                done += 1
-                if midway is not None and done == len(pixels) // 3:
-                    await asyncio.to_thread(midway)
-                return r
-
-            return await asyncio.gather(*(one(row) for row in pixels))
-
-    return asyncio.run(go())
+    """One digits request per row, `concurrency` in flight."""
+    requests = [("/v2/models/digits/infer", infer_body(row)) for row in pixels]
+    return post_concurrently(stack, requests, concurrency, midway)
 
 
 @pytest.fixture
