@@ -20,14 +20,8 @@ MODEL_NAMES = ("digits", "digits-torch")
 @pytest.fixture(scope="module", params=TRANSPORTS)
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """One stack per test module and transport; the same suite runs over each."""
-    s = Stack(transport=request.param)
-    try:
-        s.start()
-    except Exception:
-        s.stop()
-        raise
-    yield s
-    s.stop()
+    with Stack(transport=request.param) as s:
+        yield s
     # Every process must have survived the module's bad inputs and exited cleanly.
     for proc in s.processes:
         assert proc.popen is not None

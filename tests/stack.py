@@ -281,7 +281,12 @@ class Stack:
             proc.stop()
 
     def __enter__(self) -> Self:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            # A stack that failed to start still has processes to stop.
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

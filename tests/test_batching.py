@@ -40,10 +40,8 @@ def slow_batching_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def batching(request: pytest.FixtureRequest, slow_batching_models: Path) -> Iterator[Stack]:
     # Without edge coalescing: merged at the gateway, the requests would never fill the queue.
     s = Stack(transport=request.param, models=slow_batching_models, routing=None)
-    try:
-        yield s.start()
-    finally:
-        s.stop()
+    with s:
+        yield s
 
 
 def fire_together(stack: Stack, rows: np.ndarray) -> list[httpx.Response]:

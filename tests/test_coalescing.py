@@ -18,10 +18,8 @@ Digits = tuple[np.ndarray, np.ndarray]
 @pytest.fixture(scope="module", params=TRANSPORTS)
 def coalescing(request: pytest.FixtureRequest) -> Iterator[Stack]:
     s = Stack(transport=request.param, routing=ROUTING)
-    try:
-        yield s.start()
-    finally:
-        s.stop()
+    with s:
+        yield s
 
 
 def test_thousand_concurrent_requests_get_their_own_answers(

@@ -44,10 +44,8 @@ def two_workers() -> Iterator[Stack]:
     # One NATS message per request, not merged at the edge: the queue group then has
     # hundreds of messages to share, and a killed worker holds some of them.
     s = Stack(transport="nats", workers=2, routing=None)
-    try:
-        yield s.start()
-    finally:
-        s.stop()
+    with s:
+        yield s
 
 
 def test_two_workers_share_the_load(

@@ -20,10 +20,8 @@ HOP_TIMEOUT_S = 2
 def own_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """A stack of this test's own, since the test kills part of it."""
     s = Stack(transport=request.param, gateway_args=["--timeout", f"{HOP_TIMEOUT_S}s"])
-    try:
-        yield s.start()
-    finally:
-        s.stop()
+    with s:
+        yield s
 
 
 def test_service_down_then_back(own_stack: Stack) -> None:

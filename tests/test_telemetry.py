@@ -36,10 +36,8 @@ def traced(request: pytest.FixtureRequest, receiver: Receiver) -> Iterator[Stack
         gateway_args=["--log-level", "debug"],
         python_args=["--log-level", "debug"],
     )
-    try:
-        yield s.start()
-    finally:
-        s.stop()
+    with s:
+        yield s
 
 
 def traced_request(stack: Stack, traceparent: str | None = None) -> tuple[httpx.Response, float]:
