@@ -14,6 +14,7 @@ GATEWAY    := edge-go/bin/gateway
 NATS       := edge-go/bin/nats-server
 LOADGEN    := bench/bin/loadgen
 TRANSPORT  ?= grpc
+WORKERS    ?= 1
 MODELS     := models/digits/1/model.onnx
 
 GO_SOURCES := $(shell find edge-go -name '*.go' -not -path '*/bin/*' 2>/dev/null) edge-go/go.mod edge-go/go.sum
@@ -27,10 +28,10 @@ help: ## list the targets
 
 setup: $(VENV)/.installed build models ## install everything: venv, Go modules and tools, gateway, models
 
-$(VENV)/.installed: inference-py/pyproject.toml tests/requirements.txt bench/requirements.txt
+$(VENV)/.installed: inference-py/pyproject.toml deploy/local/pyproject.toml tests/requirements.txt bench/requirements.txt
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e 'inference-py[torch,dev]' -r tests/requirements.txt -r bench/requirements.txt
+	$(PY) -m pip install --quiet -e 'inference-py[torch,dev]' -e deploy/local -r tests/requirements.txt -r bench/requirements.txt
 	touch $@
 
 build: $(GATEWAY) $(NATS) $(LOADGEN) ## build the gateway, a standalone nats-server and the load driver
@@ -66,10 +67,11 @@ lint: $(VENV)/.installed proto-check ## gofmt, go vet, ruff, mypy, buf
 	cd edge-go && go vet ./...
 	# loadgen requires edge-go through a replace: its go.mod must follow edge-go's.
 	cd bench/loadgen && go vet ./... && go mod tidy -diff
-	$(VENV)/bin/ruff check inference-py tests bench
-	$(VENV)/bin/ruff format --check inference-py tests bench
+	$(VENV)/bin/ruff check inference-py tests bench deploy/local
+	$(VENV)/bin/ruff format --check inference-py tests bench deploy/local
 	cd inference-py && ../$(VENV)/bin/mypy
 	cd tests && ../$(VENV)/bin/mypy .
+	cd deploy/local && ../../$(VENV)/bin/mypy --strict src
 	$(VENV)/bin/mypy --config-file bench/mypy.ini
 
 test: setup lint test-go test-py test-e2e bench-quick ## run every test: Go (-race), Python unit, cross-language, bench pipeline
@@ -94,10 +96,10 @@ bench-locust: setup ## the Locust users, one scenario at a time, with Locust's C
 	$(PY) bench/run.py --locust
 
 demo: setup ## start the stack, send real digits through it, print predictions and accuracy, stop
-	$(PY) tests/demo.py
+	$(PY) -m tandem_stack demo
 
-run: setup ## run the whole stack in the foreground until Ctrl-C (TRANSPORT=grpc|nats)
-	$(PY) tests/stack.py run --transport $(TRANSPORT)
+run: setup ## run the whole stack in the foreground until Ctrl-C (TRANSPORT=grpc|nats, WORKERS=n)
+	$(PY) -m tandem_stack run --transport $(TRANSPORT) --workers $(WORKERS)
 
 up: ## the stack in containers: NATS, two workers, gateway, Jaeger, Prometheus (needs Docker)
 	docker compose up --build

@@ -547,7 +547,7 @@ def _phases_markdown(phases: dict[str, Any]) -> list[str]:
             "",
             "Requests one at a time (REST JSON) through gateways exporting every trace "
             "(100% sampling) to a local OTLP receiver, with a traced Python service behind "
-            "them; per request `hop_shares` (tests/otlp.py) splits the spans, and each part "
+            "them; per request `hop_shares` (tandem_stack.otlp) splits the spans, and each part "
             "is the median over the requests. With one request in flight the queue is near "
             "empty; under load it grows. 'transport' is the gateway's client span less "
             "the Python server span: the wire both ways and both RPC libraries, Python's "

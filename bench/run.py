@@ -1,6 +1,6 @@
 """Benchmark Tandem against the all-Python baseline, side by side, in one run.
 
-Starts the real processes on free ports (through tests/stack.py), hands a plan to
+Starts the real processes on free ports (through tandem_stack, as `make run` does), hands a plan to
 the open-loop driver (bench/bin/loadgen), samples every process's CPU and RSS while
 it runs, and writes summary.json, summary.md and plots to a results folder.
 
@@ -43,10 +43,10 @@ import psutil
 from sklearn.datasets import load_digits
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent / "tests"))
-
-import otlp  # noqa: E402
-from stack import (  # noqa: E402
+from tandem_inference.pb import grpc_service_pb2 as pb  # noqa: E402
+from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
+from tandem_stack import otlp  # noqa: E402
+from tandem_stack.stack import (  # noqa: E402
     GATEWAY,
     MODELS,
     PYTHON,
@@ -57,8 +57,6 @@ from stack import (  # noqa: E402
     Stack,
     free_port,
 )
-from tandem_inference.pb import grpc_service_pb2 as pb  # noqa: E402
-from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
 
 from report import OTHERS, write_locust_report, write_report  # noqa: E402
 from scenarios import (  # noqa: E402
@@ -131,7 +129,7 @@ def running(
             port = free_port()
             argv = [str(PYTHON), str(BASELINE), "--host", "127.0.0.1", "--port", str(port)]
             argv += ["--model", str(baseline_model)]
-            # As tests/stack.py does: flags only, no stray TANDEM_* from the caller's shell.
+            # As tandem_stack does: flags only, no stray TANDEM_* from the caller's shell.
             env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
             baseline = Process("baseline", argv, workdir / "baseline.log", env).start()
             stack.callback(baseline.stop)

@@ -11,8 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from tandem_inference.train import heldout
-
-from stack import MODELS, TRANSPORTS, Stack
+from tandem_stack.stack import MODELS, TRANSPORTS, Stack
 
 MODEL_NAMES = ("digits", "digits-torch")
 

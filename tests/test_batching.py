@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from tandem_stack.stack import MODELS, TRANSPORTS, Stack
 
 from conftest import infer_body, model_runs, post_concurrently, probabilities
-from stack import MODELS, TRANSPORTS, Stack
 
 Digits = tuple[np.ndarray, np.ndarray]
 QUEUE = 4

@@ -8,9 +8,9 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from tandem_stack.stack import Stack
 
 from conftest import probabilities
-from stack import Stack
 
 Digits = tuple[np.ndarray, np.ndarray]
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+from tandem_stack.stack import ROUTING, TRANSPORTS, Stack
 
 from conftest import infer_body, model_runs, post_concurrently, probabilities
-from stack import ROUTING, TRANSPORTS, Stack
 
 Digits = tuple[np.ndarray, np.ndarray]
 

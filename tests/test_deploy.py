@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from stack import GATEWAY, PYTHON, ROOT
+from tandem_stack.stack import GATEWAY, PYTHON, ROOT
 
 K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
 SETTING = re.compile(r"TANDEM_[A-Z0-9_]+")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
+from tandem_stack.stack import Stack
 
 from conftest import infer_body, probabilities
-from stack import Stack
 
 Digits = tuple[np.ndarray, np.ndarray]
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 import httpx
 import numpy as np
 import pytest
+from tandem_stack.stack import Stack, wait_healthy
 
 from conftest import infer_body, post_concurrently, probabilities
-from stack import Stack, wait_port
 
 Digits = tuple[np.ndarray, np.ndarray]
 INFER = "oip.v2.models.digits.infer"
@@ -94,7 +94,8 @@ def test_no_worker_is_503_at_once() -> None:
     )
     try:
         s.start_nats()
-        wait_port(s.ports.http, s.start_gateway(), s)
+        # Live, not ready: with no worker the gateway is up but cannot serve.
+        wait_healthy(f"{s.rest_url}/v2/health/live", s.start_gateway(), s)
         # A client that gives up long before the hop timeout: only an immediate answer passes.
         with httpx.Client(base_url=s.rest_url, timeout=3) as c:
             r = c.post("/v2/models/digits/infer", json=infer_body(np.zeros(64)))

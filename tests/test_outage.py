@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+from tandem_stack.stack import TRANSPORTS, Stack
 
 from conftest import infer_body, probabilities
-from stack import TRANSPORTS, Stack
 
 ZEROS = np.zeros((1, 64), dtype=np.float32)
 HOP_TIMEOUT_S = 2

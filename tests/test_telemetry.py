@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+from tandem_stack.otlp import CLIENT, CONSUMER, PRODUCER, SERVER, Receiver, Span, otel_env
+from tandem_stack.stack import TRANSPORTS, Stack
 
 from conftest import infer_body, metric, probabilities
-from otlp import CLIENT, CONSUMER, PRODUCER, SERVER, Receiver, Span, otel_env
-from stack import TRANSPORTS, Stack
 
 ZEROS = np.zeros((1, 64), dtype=np.float32)
 

@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 from tandem_inference.train import heldout
 
-from otlp import Receiver, hop_shares, otel_env, waterfall
-from stack import TRANSPORTS, Stack
+from tandem_stack.otlp import Receiver, hop_shares, otel_env, waterfall
+from tandem_stack.stack import TRANSPORTS, Stack
 
 MODELS = ("digits", "digits-torch")
 SHADES = " .:-=+*#%@"
@@ -109,7 +109,3 @@ def main() -> int:
                 stack.stop()
     print("\nEverything the demo started has stopped.")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

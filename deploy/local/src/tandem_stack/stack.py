@@ -1,22 +1,21 @@
 """Start and stop the real Tandem processes: the Python service and the Go gateway.
 
-One harness serves the cross-language tests (on free ports), `make demo` and
-`make run` (on the default ports of DESIGN.md). Every process writes its logs to
-a file in the stack's work folder, so that a failing test can show them.
+One harness serves the cross-language tests and the bench (on free ports),
+`make demo` and `make run` (on the default ports of the README). Every process
+writes its logs to a file in the stack's work folder, so that a failing test can
+show them.
 
-    python tests/stack.py run --transport grpc     # foreground until Ctrl-C
+    python -m tandem_stack run --transport grpc     # foreground until Ctrl-C
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -28,7 +27,9 @@ from typing import Any, Self
 
 import nats
 
-ROOT = Path(__file__).resolve().parent.parent
+# The checkout this package lives in (deploy/local/src/tandem_stack): the binaries
+# and models that `make setup` built are found relative to it.
+ROOT = Path(__file__).resolve().parents[4]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 GATEWAY = ROOT / "edge-go" / "bin" / "gateway"
 NATS_SERVER = ROOT / "edge-go" / "bin" / "nats-server"
@@ -90,7 +91,7 @@ class Process:
 
 @dataclass
 class Ports:
-    """Every port the stack listens on; DESIGN.md's defaults or free ones."""
+    """Every port the stack listens on; the README's defaults or free ones."""
 
     http: int = 8000
     edge_grpc: int = 8001
@@ -167,11 +168,16 @@ class Stack:
         self.processes.append(proc)
         return proc
 
+    @property
+    def nats_health_url(self) -> str:
+        """nats-server's own readiness check, on its monitoring port."""
+        return f"http://127.0.0.1:{self.ports.nats_monitor}/healthz"
+
     def start_nats(self) -> Process:
-        """A standalone nats-server; waits until it takes connections."""
+        """A standalone nats-server; waits until its /healthz says it is ready."""
         argv = [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.ports.nats)]
         proc = self._spawn("nats-server", [*argv, "-m", str(self.ports.nats_monitor)])
-        wait_port(self.ports.nats, proc, self)
+        wait_healthy(self.nats_health_url, proc, self)
         return proc
 
     def restart_nats(self) -> Process:
@@ -213,7 +219,7 @@ class Stack:
         gateway = self.start_gateway()
         if nats and self.embedded_nats:
             # The workers connect to the server inside the gateway: it must be up first.
-            wait_port(self.ports.nats, gateway, self)
+            wait_healthy(self.nats_health_url, gateway, self)
         for i in range(self.workers):
             self.start_python("inference-py" if i == 0 else f"inference-py-{i + 1}")
         self.wait_ready(timeout)
@@ -263,12 +269,7 @@ class Stack:
         raise TimeoutError(f"stack not ready after {timeout:.0f}s:\n{self.logs()}")
 
     def _ready(self) -> bool:
-        url = f"{self.rest_url}/v2/health/ready"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                return bool(r.status == 200)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
+        return healthy(f"{self.rest_url}/v2/health/ready")
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ({p.log_path})\n{p.log_tail()}" for p in self.processes)
@@ -292,51 +293,22 @@ class Stack:
         self.stop()
 
 
-def wait_port(port: int, proc: Process, stack: Stack, timeout: float = 30.0) -> None:
+def healthy(url: str) -> bool:
+    """Whether a health endpoint answers 200 now."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def wait_healthy(url: str, proc: Process, stack: Stack, timeout: float = 30.0) -> None:
+    """Wait until `url` answers 200, or fail with the logs if `proc` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.running:
             raise RuntimeError(f"{proc.name} exited early:\n{stack.logs()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if healthy(url):
+            return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on :{port} after {timeout:.0f}s:\n{stack.logs()}")
-
-
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _run(transport: str) -> int:
-    """`make run`: the stack on the default ports, in the foreground."""
-    stack = Stack(transport=transport, ports=Ports(), embedded_nats=True)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        stack.start()
-        print(f"Tandem is up ({transport}): OIP REST {stack.rest_url}/v2, logs in {stack.workdir}")
-        print("Ctrl-C to stop.")
-        while all(p.running for p in stack.processes):
-            time.sleep(0.5)
-        print(f"a process exited:\n{stack.logs()}", file=sys.stderr)
-        return 1
-    except (RuntimeError, TimeoutError) as err:
-        print(err, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        stack.stop()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the stack in the foreground until Ctrl-C")
-    run.add_argument("--transport", choices=TRANSPORTS, default="grpc")
-    args = parser.parse_args(argv)
-    return _run(args.transport)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    raise TimeoutError(f"{url} not healthy after {timeout:.0f}s:\n{stack.logs()}")
