@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -37,6 +38,30 @@ NATS_SERVER = ROOT / "edge-go" / "bin" / "nats-server"
 ROUTING = ROOT / "edge-go" / "routing.toml"
 MODELS = ROOT / "models"
 TRANSPORTS = ("grpc", "nats")
+
+
+# The NATS users of a stack and what each may do (docs/architecture.md, "NATS
+# security"): the gateway sends requests and reads replies, a worker takes
+# requests and may only answer what it received, and the observer (tests and
+# tools) may ask the NATS services API ($SRV) and nothing else. With no
+# no_auth_user, a client without credentials is refused.
+NATS_PERMISSIONS = {
+    "gateway": '{publish: {allow: ["oip.v2.>"]}, subscribe: {allow: ["_INBOX.>"]}}',
+    "worker": (
+        '{publish: {deny: [">"]}, subscribe: {allow: ["oip.v2.>", "$SRV.>"]}, '
+        "allow_responses: true}"
+    ),
+    "observer": '{publish: {allow: ["$SRV.>"]}, subscribe: {allow: ["_INBOX.>"]}}',
+}
+
+
+def nats_config(passwords: dict[str, str]) -> str:
+    """A nats-server configuration with one user per role of NATS_PERMISSIONS."""
+    users = "\n".join(
+        f'    {{user: {user}, password: "{passwords[user]}", permissions: {perms}}}'
+        for user, perms in NATS_PERMISSIONS.items()
+    )
+    return f"authorization {{\n  users = [\n{users}\n  ]\n}}\n"
 
 
 def free_port() -> int:
@@ -124,7 +149,35 @@ class Stack:
     gateway_args: Sequence[str] = ()
     python_args: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
+    # NATS with a user per role and passwords made for this stack alone, as
+    # `make run` ships it; False runs an open server (for what needs one).
+    nats_auth: bool = False
     processes: list[Process] = field(default_factory=list)
+    nats_passwords: dict[str, str] = field(
+        default_factory=lambda: {user: secrets.token_urlsafe(24) for user in NATS_PERMISSIONS}
+    )
+
+    @property
+    def nats_config_path(self) -> Path:
+        """The server's auth configuration, written on first use into the work folder."""
+        path = self.workdir / "nats.conf"
+        if not path.exists():
+            path.write_text(nats_config(self.nats_passwords))
+            path.chmod(0o600)
+        return path
+
+    def nats_credentials(self, user: str) -> tuple[list[str], dict[str, str]]:
+        """The flags and environment that log a process in to NATS as `user`:
+        the password travels in the environment, never on a command line."""
+        if not self.nats_auth:
+            return [], {}
+        return ["--nats-user", user], {"TANDEM_NATS_PASSWORD": self.nats_passwords[user]}
+
+    def nats_client_url(self, user: str | None = "observer") -> str:
+        """A URL for a client of this stack's NATS; None: with no credentials."""
+        if not self.nats_auth or user is None:
+            return self.nats_url
+        return f"nats://{user}:{self.nats_passwords[user]}@127.0.0.1:{self.ports.nats}"
 
     @property
     def rest_url(self) -> str:
@@ -155,16 +208,17 @@ class Stack:
         (proc,) = [p for p in self.processes if p.name == name]
         return proc
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         # Settings reach the processes as flags; drop stray TANDEM_* so that the
         # caller's shell cannot change what a test means.
         env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.env)
+        env.update(extra or {})
         return env
 
-    def _spawn(self, name: str, argv: list[str]) -> Process:
-        proc = Process(name, argv, self.workdir / f"{name}.log", self._env()).start()
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
+        proc = Process(name, argv, self.workdir / f"{name}.log", self._env(env)).start()
         self.processes.append(proc)
         return proc
 
@@ -176,7 +230,10 @@ class Stack:
     def start_nats(self) -> Process:
         """A standalone nats-server; waits until its /healthz says it is ready."""
         argv = [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.ports.nats)]
-        proc = self._spawn("nats-server", [*argv, "-m", str(self.ports.nats_monitor)])
+        argv += ["-m", str(self.ports.nats_monitor)]
+        if self.nats_auth:
+            argv += ["-c", str(self.nats_config_path)]
+        proc = self._spawn("nats-server", argv)
         wait_healthy(self.nats_health_url, proc, self)
         return proc
 
@@ -191,11 +248,14 @@ class Stack:
         first = not any(p.name.startswith("inference-py") for p in self.processes)
         metrics = self.python_metrics_addr if first else f"127.0.0.1:{free_port()}"
         argv += ["--metrics-addr", metrics]
+        env: dict[str, str] = {}
         if self.transport == "nats":
             argv += ["--serve", "nats", "--nats-url", self.nats_url]
+            flags, env = self.nats_credentials("worker")
+            argv += flags
         else:
             argv += ["--grpc-addr", self.python_grpc_addr]
-        return self._spawn(name, argv + list(self.python_args))
+        return self._spawn(name, argv + list(self.python_args), env)
 
     def start_gateway(self) -> Process:
         argv = [str(GATEWAY), "--transport", self.transport]
@@ -203,14 +263,20 @@ class Stack:
         argv += ["--admin-addr", self.admin_addr]
         if self.routing is not None:
             argv += ["--routing", str(self.routing)]
+        env: dict[str, str] = {}
         if self.transport == "grpc":
             argv += ["--inference-addr", self.python_grpc_addr]
-        elif self.embedded_nats:
-            argv += ["--nats-listen", f"127.0.0.1:{self.ports.nats}"]
-            argv += ["--nats-monitor-addr", f"127.0.0.1:{self.ports.nats_monitor}"]
         else:
-            argv += ["--nats-url", self.nats_url]
-        return self._spawn("gateway", argv + list(self.gateway_args))
+            if self.embedded_nats:
+                argv += ["--nats-listen", f"127.0.0.1:{self.ports.nats}"]
+                argv += ["--nats-monitor-addr", f"127.0.0.1:{self.ports.nats_monitor}"]
+                if self.nats_auth:
+                    argv += ["--nats-server-config", str(self.nats_config_path)]
+            else:
+                argv += ["--nats-url", self.nats_url]
+            flags, env = self.nats_credentials("gateway")
+            argv += flags
+        return self._spawn("gateway", argv + list(self.gateway_args), env)
 
     def start(self, timeout: float = 90.0) -> Self:
         nats = self.transport == "nats"
@@ -232,7 +298,7 @@ class Stack:
         """Every NATS worker's answer to `$SRV.<verb>.tandem-inference` (PING, INFO or STATS)."""
 
         async def ask() -> list[dict[str, Any]]:
-            nc = await nats.connect(self.nats_url)
+            nc = await nats.connect(self.nats_client_url("observer"))
             try:
                 inbox = nc.new_inbox()
                 sub = await nc.subscribe(inbox)
