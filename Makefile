@@ -101,8 +101,13 @@ demo: setup ## start the stack, send real digits through it, print predictions a
 run: setup ## run the whole stack in the foreground until Ctrl-C (TRANSPORT=grpc|nats, WORKERS=n)
 	$(PY) -m tandem_stack run --transport $(TRANSPORT) --workers $(WORKERS)
 
-up: ## the stack in containers: NATS, two workers, gateway, Jaeger, Prometheus (needs Docker)
+up: .env ## the stack in containers: NATS, two workers, gateway, Jaeger, Prometheus (needs Docker)
 	docker compose up --build
+
+# compose's NATS passwords (see .env.example): random ones, made once, readable only by you.
+.env:
+	umask 077 && $(PYTHON_SYS) -c 'import secrets; [print(f"NATS_{u}_PASSWORD={secrets.token_hex(24)}") for u in ("GATEWAY", "WORKER", "OBSERVER")]; print("TANDEM_API_KEYS=")' > $@
+	@echo "wrote .env with random NATS passwords"
 
 down: ## stop the containers
 	docker compose down

@@ -3,7 +3,7 @@
 There is no container engine on the test machine, so the images are validated
 rather than run: every `TANDEM_*` setting a deployment file uses must be one the
 binary it configures reports in its `--help`, every port it publishes must be
-one DESIGN.md gives that process, and every path a Dockerfile copies must exist.
+the README's for that process, and every path a Dockerfile copies must exist.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tandem_stack.stack import GATEWAY, PYTHON, ROOT
+from tandem_stack.stack import GATEWAY, NATS_SERVER, PYTHON, ROOT
 
 K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
 SETTING = re.compile(r"TANDEM_[A-Z0-9_]+")
@@ -47,9 +47,41 @@ def test_compose_settings_exist(service: str) -> None:
     assert used <= settings(service), used - settings(service)
 
 
-def test_compose_ports_are_designs() -> None:
-    published = {p.split(":")[1] for p in compose()["services"]["gateway"]["ports"]}
+def test_compose_ports_are_the_readmes() -> None:
+    published = {p.split(":")[-2] for p in compose()["services"]["gateway"]["ports"]}
     assert published == {"8000", "8001", "9000"}
+
+
+def test_compose_keeps_admin_and_nats_on_loopback() -> None:
+    """Metrics and NATS are for the compose network; the host sees them on loopback only."""
+    services = compose()["services"]
+    for port in services["gateway"]["ports"]:
+        if port.endswith(":9000"):
+            assert port.startswith("127.0.0.1:"), port
+    assert all(p.startswith("127.0.0.1:") for p in services["nats"]["ports"])
+
+
+def test_compose_has_no_secrets() -> None:
+    """Passwords come from .env by interpolation, never from the file itself."""
+    for name, service in compose()["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if "PASSWORD" in key or "API_KEYS" in key:
+                assert str(value).startswith("${"), f"{name}: {key} is written in compose.yaml"
+
+
+def test_nats_config_is_valid_and_refuses_anonymous() -> None:
+    """The compose/k8s NATS config parses with the real nats-server and has no open door."""
+    conf = ROOT / "deploy" / "k8s" / "nats.conf"
+    env = {f"NATS_{u}_PASSWORD": "x" for u in ("GATEWAY", "WORKER", "OBSERVER")}
+    out = subprocess.run(
+        [str(NATS_SERVER), "-c", str(conf), "-t"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "no_auth_user" not in conf.read_text()
 
 
 @pytest.mark.parametrize("path", K8S, ids=[p.name for p in K8S])
