@@ -15,6 +15,7 @@ NATS       := edge-go/bin/nats-server
 LOADGEN    := bench/bin/loadgen
 TRANSPORT  ?= grpc
 WORKERS    ?= 1
+, := ,
 MODELS     := models/digits/1/model.onnx
 
 GO_SOURCES := $(shell find edge-go -name '*.go' -not -path '*/bin/*' 2>/dev/null) edge-go/go.mod edge-go/go.sum
@@ -24,33 +25,36 @@ LOADGEN_SOURCES := $(shell find bench/loadgen -name '*.go' 2>/dev/null) bench/lo
 .PHONY: help setup build models proto proto-check lint test test-go test-py test-e2e bench bench-quick bench-locust demo run up down clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed build models ## install everything: venv, Go modules and tools, gateway, models
+
+# Long steps say what they do and, after, how long they took: $(call timed,what,command).
+timed = @printf '==> %s\n' '$(1)'; t0=$$(date +%s); $(2); printf '    done in %ss: %s\n' $$(( $$(date +%s) - t0 )) '$(1)'
 
 $(VENV)/.installed: inference-py/pyproject.toml deploy/local/pyproject.toml tests/requirements.txt bench/requirements.txt
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e 'inference-py[torch,dev]' -e deploy/local -r tests/requirements.txt -r bench/requirements.txt
+	$(call timed,Python packages into $(VENV) (torch is large: minutes the first time),$(PY) -m pip install --quiet -e 'inference-py[torch$(,)dev]' -e deploy/local -r tests/requirements.txt -r bench/requirements.txt)
 	touch $@
 
 build: $(GATEWAY) $(NATS) $(LOADGEN) ## build the gateway, a standalone nats-server and the load driver
 
 $(GATEWAY): $(GO_SOURCES)
-	cd edge-go && go build -o bin/gateway ./cmd/gateway
+	$(call timed,the gateway ($(GATEWAY)),cd edge-go && go build -o bin/gateway ./cmd/gateway)
 
 # The same nats-server the gateway embeds, from the module pinned in edge-go/go.mod.
 $(NATS): edge-go/go.mod edge-go/go.sum
-	cd edge-go && go build -o bin/nats-server github.com/nats-io/nats-server/v2
+	$(call timed,nats-server ($(NATS)),cd edge-go && go build -o bin/nats-server github.com/nats-io/nats-server/v2)
 
 # The open-loop load driver; it uses the gateway module's generated OIP code.
 $(LOADGEN): $(LOADGEN_SOURCES) $(wildcard edge-go/gen/inferencepb/*.go) edge-go/go.mod
-	cd bench/loadgen && go build -o ../bin/loadgen .
+	$(call timed,the load driver ($(LOADGEN)),cd bench/loadgen && go build -o ../bin/loadgen .)
 
 models: $(MODELS) ## train the digits MLP and export it for both backends
 
 $(MODELS): $(VENV)/.installed $(PY_SOURCES)
-	$(PY) -m tandem_inference build-models --repository models
+	$(call timed,training and exporting the models,$(PY) -m tandem_inference build-models --repository models)
 
 proto: $(VENV)/.installed ## regenerate the Go and Python code from proto/
 	proto/generate.sh
