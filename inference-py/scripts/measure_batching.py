@@ -27,8 +27,8 @@ import numpy as np
 
 from tandem_inference import codec
 from tandem_inference.batcher import DynamicBatcher
-from tandem_inference.config import DynamicBatching, ModelConfig
 from tandem_inference.dataset import heldout
+from tandem_inference.model_config import DynamicBatching, ModelConfig
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import InferenceService

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tandem_inference.config import CONFIG_FILENAME
 from tandem_inference.dataset import heldout
+from tandem_inference.model_config import CONFIG_FILENAME
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import InferenceService
 from tandem_inference.train import build_models

@@ -15,9 +15,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tandem_inference import codec
 from tandem_inference.backends import Backend
-from tandem_inference.config import ModelConfig
 from tandem_inference.errors import Unavailable
 from tandem_inference.grpc_server import SERVICE_NAME, GrpcServer
+from tandem_inference.model_config import ModelConfig
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
 from tandem_inference.repository import ModelRepository

@@ -25,7 +25,7 @@ from nats.aio.client import Client
 from tandem_inference import __version__
 from tandem_inference.backends import Backend
 from tandem_inference.batcher import DynamicBatcher
-from tandem_inference.config import DynamicBatching, ModelConfig
+from tandem_inference.model_config import DynamicBatching, ModelConfig
 from tandem_inference.nats_worker import NatsWorker
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository

@@ -48,7 +48,7 @@ from tandem_inference.runner import BatchRun, Timing
 
 if TYPE_CHECKING:
     from tandem_inference.backends import Backend
-    from tandem_inference.config import ModelConfig
+    from tandem_inference.model_config import ModelConfig
 
 Outputs = dict[str, np.ndarray]
 

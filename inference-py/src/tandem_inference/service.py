@@ -22,7 +22,7 @@ from tandem_inference.validation import decode_inputs, requested_outputs
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from tandem_inference.config import TensorSpec
+    from tandem_inference.model_config import TensorSpec
     from tandem_inference.repository import ModelRepository
 
 SERVER_NAME = "tandem-inference"
