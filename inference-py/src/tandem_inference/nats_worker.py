@@ -14,10 +14,10 @@ therefore only reads the caller's budget and starts a task; the task does the wo
 and answers. The tasks are kept in a set, which holds them until done (the event
 loop keeps only weak references) and tells shutdown what is still in flight.
 
-With tracing on, every request but the health checks (server live/ready, model
-ready) gets a CONSUMER span `process <subject>` whose parent is the trace in its
-lowercase `traceparent`/`tracestate` headers; infer requests are counted in
-tandem_inference_requests_total with transport "nats".
+The endpoints come from rpcs.RPCS, and every call goes through rpcs.answer, the
+policy it shares with the gRPC door (errors, span status, metrics); a traced RPC
+gets a CONSUMER span `process <subject>` whose parent is the trace in its
+lowercase `traceparent`/`tracestate` headers.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import nats
 import nats.errors
@@ -36,25 +36,20 @@ from google.protobuf.message import DecodeError
 from nats import micro
 from nats.micro.service import ServiceConfig
 
-from tandem_inference import __version__, metrics, telemetry
+from tandem_inference import __version__, telemetry
 from tandem_inference.errors import DeadlineExceeded, InvalidArgument, TandemError, TooLarge
-from tandem_inference.pb import grpc_service_pb2 as pb
+from tandem_inference.rpcs import RPCS, Rpc, answer
 from tandem_inference.service import SERVER_NAME
 from tandem_inference.settings import is_subject_token
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from google.protobuf.message import Message
     from nats.aio.client import Client
     from nats.micro.request import Request
     from nats.micro.service import Service
-    from opentelemetry.trace import Span
 
     from tandem_inference.service import InferenceService
     from tandem_inference.settings import Settings
-
-    Call = Callable[[Any, float | None], Awaitable[Message]]
 
 log = logging.getLogger(__name__)
 
@@ -63,34 +58,15 @@ TIMEOUT_HEADER = "tandem-timeout"
 # the first connect retries the same way, since the gateway's embedded NATS server
 # may start after the worker.
 RECONNECT_WAIT_S = 0.25
-Request_ = TypeVar("Request_")
-Response_ = TypeVar("Response_")
 
 
 @dataclass(frozen=True, slots=True)
-class _Rpc:
-    """One endpoint: its subject, what its payload is, and the service call behind it."""
+class _Endpoint:
+    """One subject this worker serves: an RPC, and for the per-model RPCs, its model."""
 
-    name: str
+    rpc: Rpc
     subject: str
-    request_type: type[Message]
-    call: Call
-    # For per-model subjects: the model, and the request's field that names it.
     model: str = ""
-    model_field: str = ""
-    # Health checks are not traced: they would drown the traces that matter.
-    traced: bool = True
-
-
-def _without_deadline(
-    method: Callable[[Request_], Awaitable[Response_]],
-) -> Callable[[Request_, float | None], Awaitable[Response_]]:
-    """An RPC that answers at once from memory: a deadline has nothing to stop."""
-
-    async def call(request: Request_, deadline: float | None) -> Response_:
-        return await method(request)
-
-    return call
 
 
 class NatsWorker:
@@ -190,12 +166,12 @@ class NatsWorker:
                 queue_group=self._settings.nats_queue_group,
             ),
         )
-        for rpc in self._rpcs():
+        for endpoint in self._endpoints():
             await self._micro.add_endpoint(
-                name=rpc.name,
-                subject=rpc.subject,
-                handler=functools.partial(self._take, rpc),
-                metadata={"model": rpc.model} if rpc.model else None,
+                name=endpoint.rpc.name,
+                subject=endpoint.subject,
+                handler=functools.partial(self._take, endpoint),
+                metadata={"model": endpoint.model} if endpoint.model else None,
             )
         await self._nc.flush()
         log.info(
@@ -206,115 +182,66 @@ class NatsWorker:
             },
         )
 
-    def _rpcs(self) -> list[_Rpc]:
-        prefix, service = self._settings.nats_subject_prefix, self._service
-        rpcs = [
-            _Rpc(
-                "ServerLive",
-                f"{prefix}.server.live",
-                pb.ServerLiveRequest,
-                _without_deadline(service.server_live),
-                traced=False,
-            ),
-            _Rpc(
-                "ServerReady",
-                f"{prefix}.server.ready",
-                pb.ServerReadyRequest,
-                _without_deadline(service.server_ready),
-                traced=False,
-            ),
-            _Rpc(
-                "ServerMetadata",
-                f"{prefix}.server.metadata",
-                pb.ServerMetadataRequest,
-                _without_deadline(service.server_metadata),
-            ),
+    def _endpoints(self) -> list[_Endpoint]:
+        prefix = self._settings.nats_subject_prefix
+        endpoints = [
+            _Endpoint(rpc, f"{prefix}.server.{rpc.verb}") for rpc in RPCS if not rpc.per_model
         ]
-        for model in service.repository.model_names:
+        for model in self._service.repository.model_names:
             if not is_subject_token(model):
                 log.warning(
                     "model name is not a NATS subject token; not served over NATS",
                     extra={"model": model},
                 )
                 continue
-            subject = f"{prefix}.models.{model}"
-            rpcs += [
-                _Rpc(
-                    "ModelReady",
-                    f"{subject}.ready",
-                    pb.ModelReadyRequest,
-                    _without_deadline(service.model_ready),
-                    model,
-                    "name",
-                    traced=False,
-                ),
-                _Rpc(
-                    "ModelMetadata",
-                    f"{subject}.metadata",
-                    pb.ModelMetadataRequest,
-                    _without_deadline(service.model_metadata),
-                    model,
-                    "name",
-                ),
-                _Rpc(
-                    "ModelInfer",
-                    f"{subject}.infer",
-                    pb.ModelInferRequest,
-                    service.model_infer,
-                    model,
-                    "model_name",
-                ),
+            endpoints += [
+                _Endpoint(rpc, f"{prefix}.models.{model}.{rpc.verb}", model)
+                for rpc in RPCS
+                if rpc.per_model
             ]
-        return rpcs
+        return endpoints
 
-    async def _take(self, rpc: _Rpc, msg: Request) -> None:
+    async def _take(self, endpoint: _Endpoint, msg: Request) -> None:
         """The subscription's callback: start the budget's clock, hand off, return."""
-        task = asyncio.create_task(self._answer(rpc, msg, asyncio.get_running_loop().time()))
+        taken_at = asyncio.get_running_loop().time()
+        task = asyncio.create_task(self._answer(endpoint, msg, taken_at))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _answer(self, rpc: _Rpc, msg: Request, taken_at: float) -> None:
-        tracer = telemetry.tracer() if rpc.traced else None
-        if tracer is None:
-            status = await self._handle(rpc, msg, taken_at)
+    async def _answer(self, endpoint: _Endpoint, msg: Request, taken_at: float) -> None:
+        outcome = await answer(
+            endpoint.rpc,
+            lambda: self._work(endpoint, msg, taken_at),
+            transport="nats",
+            model=endpoint.model,
+            models=self._service.repository,
+            open_span=lambda tracer: telemetry.nats_consumer_span(
+                tracer, endpoint.subject, msg.headers, self._settings.nats_queue_group
+            ),
+        )
+        if isinstance(outcome, TandemError):
+            await _respond(msg, error=outcome)
         else:
-            group = self._settings.nats_queue_group
-            with telemetry.nats_consumer_span(tracer, rpc.subject, msg.headers, group) as span:
-                status = await self._handle(rpc, msg, taken_at, span)
-        if rpc.name == "ModelInfer":
-            metrics.REQUESTS.labels(rpc.model, "nats", status).inc()
+            await _respond(msg, outcome)
 
-    async def _handle(
-        self, rpc: _Rpc, msg: Request, taken_at: float, span: Span | None = None
-    ) -> str:
-        """Answer the message; returns the outcome as a gRPC status code's name."""
-        try:
-            deadline = _deadline(msg, taken_at)
-            if deadline is not None and deadline <= asyncio.get_running_loop().time():
-                raise DeadlineExceeded(
-                    f"the caller's budget ({TIMEOUT_HEADER} "
-                    f"{_header(msg, TIMEOUT_HEADER)} ms) ran out before the work started"
-                )
-            request = _parse(rpc, msg.data)
-            response = (await rpc.call(request, deadline)).SerializeToString()
-            if self._nc is not None and len(response) > self._nc.max_payload:
-                raise TooLarge(
-                    f"the response is {len(response)} bytes; the NATS server's max_payload "
-                    f"is {self._nc.max_payload}"
-                )
-        except Exception as caught:
-            if isinstance(caught, TandemError):
-                err = caught
-            else:
-                log.exception("unhandled error", extra={"rpc": rpc.name, "subject": rpc.subject})
-                err = TandemError("internal error; see the service's log")
-            status = err.grpc_status.name
-            if span is not None:
-                telemetry.set_error(span, status, server_fault=err.code >= 500)
-            await _respond(msg, error=err)
-            return status
-        await _respond(msg, response)
-        return "OK"
+    async def _work(self, endpoint: _Endpoint, msg: Request, taken_at: float) -> bytes:
+        """The reply's payload: the caller's budget, the request, the call, the size."""
+        deadline = _deadline(msg, taken_at)
+        if deadline is not None and deadline <= asyncio.get_running_loop().time():
+            raise DeadlineExceeded(
+                f"the caller's budget ({TIMEOUT_HEADER} "
+                f"{_header(msg, TIMEOUT_HEADER)} ms) ran out before the work started"
+            )
+        request = _parse(endpoint, msg.data)
+        response = (
+            await endpoint.rpc.handler(self._service, request, deadline)
+        ).SerializeToString()
+        if self._nc is not None and len(response) > self._nc.max_payload:
+            raise TooLarge(
+                f"the response is {len(response)} bytes; the NATS server's max_payload "
+                f"is {self._nc.max_payload}"
+            )
+        return response
 
     async def _on_error(self, err: Exception) -> None:
         if self._connected_once:
@@ -352,19 +279,21 @@ def _deadline(msg: Request, taken_at: float) -> float | None:
     return taken_at + budget_ms / 1000
 
 
-def _parse(rpc: _Rpc, data: bytes) -> Message:
+def _parse(endpoint: _Endpoint, data: bytes) -> Message:
+    rpc = endpoint.rpc
     try:
         request = rpc.request_type.FromString(data)
     except DecodeError as err:
         name = rpc.request_type.DESCRIPTOR.full_name
         raise InvalidArgument(f"the payload is not a serialized {name}: {err}") from None
-    if rpc.model:
-        named = getattr(request, rpc.model_field)
+    if rpc.per_model:
+        named = rpc.model(request)
         if not named:
-            setattr(request, rpc.model_field, rpc.model)
-        elif named != rpc.model:
+            setattr(request, rpc.model_field, endpoint.model)
+        elif named != endpoint.model:
             raise InvalidArgument(
-                f'the payload names model "{named}", the subject {rpc.subject} model "{rpc.model}"'
+                f'the payload names model "{named}", the subject {endpoint.subject} '
+                f'model "{endpoint.model}"'
             )
     return request
 
