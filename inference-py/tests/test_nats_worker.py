@@ -6,9 +6,13 @@ TANDEM_NATS_SERVER names; without either these tests are skipped, loudly.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
+import io
 import json
+import logging
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,19 +26,20 @@ import pytest_asyncio
 from google.protobuf.message import Message
 from nats.aio.client import Client
 
-from tandem_inference import __version__
+from tandem_inference import __version__, logs
 from tandem_inference.backends import Backend
 from tandem_inference.batcher import DynamicBatcher
 from tandem_inference.model_config import DynamicBatching, ModelConfig
-from tandem_inference.nats_worker import NatsWorker
+from tandem_inference.nats_worker import NatsWorker, connect_options
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import SERVER_NAME, InferenceService
 from tandem_inference.settings import Settings
 
+from certs import make_certs
 from doubles import Gated
 from messages import probabilities, raw_request
-from nats_server import MISSING, NATS_SERVER, NatsServer
+from nats_server import AUTH_CONFIG, MISSING, NATS_SERVER, PASSWORDS, NatsServer
 
 if NATS_SERVER is None:
     pytest.skip(MISSING, allow_module_level=True)
@@ -361,3 +366,113 @@ async def _retry(attempt: Any) -> Any:
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
             await asyncio.sleep(0.05)
     return await attempt()
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[NatsServer]:
+    """A server with CONTRACT.md's users and permissions, and no anonymous access."""
+    server = NatsServer(AUTH_CONFIG)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_with_credentials_the_worker_serves_the_gateway(
+    auth_server: NatsServer, service: InferenceService, digits: Digits
+) -> None:
+    settings = Settings(
+        nats_url=auth_server.url,
+        nats_user="worker",
+        nats_password=PASSWORDS["worker"],
+        shutdown_grace_s=5,
+    )
+    w = NatsWorker(service, settings)
+    await w.start()
+    await w.set_serving(serving=True)
+    try:
+        gateway = await nats.connect(auth_server.url_for("gateway"))
+        try:
+            response = await call(gateway, INFER, raw_request(digits[0][:1]), pb.ModelInferResponse)
+            assert probabilities(response).shape == (1, 10)
+        finally:
+            await gateway.close()
+    finally:
+        await w.stop()
+
+
+async def test_an_anonymous_client_is_refused(auth_server: NatsServer) -> None:
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(auth_server.url, allow_reconnect=False, connect_timeout=5)
+
+
+async def test_the_gateway_cannot_subscribe_to_the_model_subjects(
+    auth_server: NatsServer,
+) -> None:
+    errors: list[Exception] = []
+
+    async def note(err: Exception) -> None:
+        errors.append(err)
+
+    gateway = await nats.connect(auth_server.url_for("gateway"), error_cb=note)
+    try:
+        await gateway.subscribe("oip.v2.models.>")
+        await gateway.flush()
+        await eventually(lambda: bool(errors))
+    finally:
+        await gateway.close()
+    assert "permissions violation for subscription" in str(errors[0]).lower(), errors
+
+
+async def test_passwords_never_reach_the_log(
+    auth_server: NatsServer, service: InferenceService
+) -> None:
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("tandem_inference")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    parser = argparse.ArgumentParser()
+    Settings.add_arguments(parser)
+    in_url = Settings.from_args(
+        parser.parse_args(["--nats-url", auth_server.url_for("worker")]), {}
+    )
+    in_env = Settings.from_args(
+        parser.parse_args(["--nats-url", auth_server.url, "--nats-user", "worker"]),
+        {"TANDEM_NATS_PASSWORD": PASSWORDS["worker"]},
+    )
+    try:
+        for settings in (in_url, in_env):
+            w = NatsWorker(service, settings)
+            await w.start()
+            await w.set_serving(serving=True)
+            await w.stop()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    text = buffer.getvalue()
+    assert "nats connected" in text
+    assert "worker:xxxxx@" in text  # the URL was logged, redacted
+    assert PASSWORDS["worker"] not in text
+
+
+def test_connect_options_carry_the_credentials_and_tls(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path)
+    seed = tmp_path / "seed.nk"
+    seed.write_text("SU...")
+    settings = Settings(
+        nats_user="worker",
+        nats_password="pw",
+        nats_creds=seed,
+        nats_nkey=seed,
+        nats_tls_ca=certs.ca,
+        nats_tls_cert=certs.client.cert,
+        nats_tls_key=certs.client.key,
+    )
+    options = connect_options(settings)
+    assert (options["user"], options["password"]) == ("worker", "pw")
+    assert options["user_credentials"] == options["nkeys_seed"] == str(seed)
+    context = options["tls"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert connect_options(Settings()) == {}

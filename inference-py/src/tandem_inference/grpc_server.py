@@ -79,6 +79,22 @@ def _handlers(service: InferenceService) -> dict[str, grpc.RpcMethodHandler[Any,
     }
 
 
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from --grpc-tls-cert/--grpc-tls-key; with --grpc-tls-client-ca, clients
+    must present a certificate that CA signed (mTLS). None: plaintext."""
+    if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
+        return None
+    try:
+        chain = (settings.grpc_tls_key.read_bytes(), settings.grpc_tls_cert.read_bytes())
+        client_ca = settings.grpc_tls_client_ca
+        roots = client_ca.read_bytes() if client_ca is not None else None
+    except OSError as err:
+        raise Unavailable(f"gRPC TLS: {err}") from err
+    return grpc.ssl_server_credentials(
+        [chain], root_certificates=roots, require_client_auth=roots is not None
+    )
+
+
 class GrpcServer:
     """A grpc.aio server carrying the inference and health services."""
 
@@ -103,13 +119,28 @@ class GrpcServer:
         """Listen on settings.grpc_addr, not yet serving; returns the bound port.
 
         Unavailable when the address cannot be bound."""
+        credentials = server_credentials(self._settings)
         try:
-            port = self._server.add_insecure_port(self._settings.grpc_addr)
+            if credentials is None:
+                port = self._server.add_insecure_port(self._settings.grpc_addr)
+            else:
+                port = self._server.add_secure_port(self._settings.grpc_addr, credentials)
         except RuntimeError as err:
             raise Unavailable(str(err)) from err
         await self.set_serving(serving=False)
         await self._server.start()
-        log.info("grpc listening", extra={"addr": self._settings.grpc_addr, "port": port})
+        log.info(
+            "grpc listening",
+            extra={
+                "addr": self._settings.grpc_addr,
+                "port": port,
+                "tls": "off"
+                if credentials is None
+                else "mtls"
+                if self._settings.grpc_tls_client_ca
+                else "on",
+            },
+        )
         return port
 
     async def set_serving(self, *, serving: bool) -> None:

@@ -27,8 +27,9 @@ import functools
 import logging
 import os
 import socket
+import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nats
 import nats.errors
@@ -40,7 +41,7 @@ from tandem_inference import __version__, telemetry
 from tandem_inference.errors import DeadlineExceeded, InvalidArgument, TandemError, TooLarge
 from tandem_inference.rpcs import RPCS, Rpc, answer
 from tandem_inference.service import SERVER_NAME
-from tandem_inference.settings import is_subject_token
+from tandem_inference.settings import is_subject_token, redacted
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -99,7 +100,7 @@ class NatsWorker:
 
     async def start(self) -> None:
         """Connect; retries until the server is up, then reconnects for ever."""
-        log.info("nats connecting", extra={"url": self._settings.nats_url})
+        log.info("nats connecting", extra={"url": redacted(self._settings.nats_url)})
         self._nc = await nats.connect(
             servers=[u.strip() for u in self._settings.nats_url.split(",")],
             name=f"{SERVER_NAME} {socket.gethostname()} pid {os.getpid()}",
@@ -108,6 +109,7 @@ class NatsWorker:
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
+            **connect_options(self._settings),
         )
         self._connected_once = True
         log.info("nats connected", extra={"url": self._url()})
@@ -258,7 +260,28 @@ class NatsWorker:
 
     def _url(self) -> str:
         url = self._nc.connected_url if self._nc else None
-        return url.geturl() if url else ""
+        return redacted(url.geturl()) if url else ""
+
+
+def connect_options(settings: Settings) -> dict[str, Any]:
+    """nats.connect's options for the credentials and TLS in `settings`
+    (a `user:pass@` in the URL needs none: nats-py reads it from there)."""
+    options: dict[str, Any] = {}
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+        options["password"] = settings.nats_password
+    if settings.nats_creds is not None:
+        options["user_credentials"] = str(settings.nats_creds)
+    if settings.nats_nkey is not None:
+        options["nkeys_seed"] = str(settings.nats_nkey)
+    if settings.nats_tls_ca is not None or settings.nats_tls_cert is not None:
+        context = ssl.create_default_context(
+            cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None
+        )
+        if settings.nats_tls_cert is not None:
+            context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
+        options["tls"] = context
+    return options
 
 
 def _header(msg: Request, key: str) -> str | None:
