@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tandem_inference import codec
 from tandem_inference.backends import Backend
+from tandem_inference.batcher import DynamicBatcher
 from tandem_inference.errors import Unavailable
 from tandem_inference.grpc_server import SERVICE_NAME, GrpcServer
 from tandem_inference.model_config import ModelConfig
@@ -26,6 +27,8 @@ from tandem_inference.service import SERVER_NAME, InferenceService
 from tandem_inference.settings import Settings
 
 from certs import Certs, Pem, make_certs
+from doubles import Gated
+from messages import probabilities, raw_request
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -317,3 +320,51 @@ async def test_mtls_requires_a_client_certificate_from_the_client_ca(
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await server.stop()
+
+
+async def test_a_cancelled_call_is_dropped_from_the_queue_not_run(
+    model_repository: Path, digits: Any
+) -> None:
+    gates: list[Gated] = []
+
+    def factory(backend: Backend, config: ModelConfig) -> DynamicBatcher:
+        if config.name == "digits":
+            gates.append(Gated(backend))
+            backend = gates[-1]
+        return DynamicBatcher(backend, config)
+
+    repo = ModelRepository(model_repository, runner_factory=factory)
+    repo.load()
+    (gate,) = gates
+    batcher = repo.resolve("digits").runner
+    assert isinstance(batcher, DynamicBatcher)
+    ran = batcher.stats.requests
+    server, port = await started(InferenceService(repo), serving=True)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            oip = Client(channel).oip
+            request = raw_request(digits[0][:1])
+            running = oip.ModelInfer(request)
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            left = oip.ModelInfer(request)
+            for _ in range(500):
+                if batcher.queued == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert batcher.queued == 1
+            # The caller goes away: grpc.aio cancels the handler, the batcher drops it.
+            left.cancel()
+            for _ in range(500):
+                if batcher.queued == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert batcher.queued == 0
+            gate.gate.set()
+            assert probabilities(await running).shape == (1, 10)
+            with pytest.raises(asyncio.CancelledError):
+                await left
+    finally:
+        gate.gate.set()
+        await server.stop()
+        repo.close()
+    assert batcher.stats.requests == ran + 1  # the cancelled call never ran
