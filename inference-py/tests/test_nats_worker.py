@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -152,6 +153,29 @@ async def test_model_rpcs(nc: Client, model: str, digits: Digits) -> None:
             {"tandem-timeout": "soon"},
             "400",
             'header tandem-timeout: "soon" is not a whole number of milliseconds',
+        ),
+        (
+            INFER,
+            raw_request(np.zeros((1, 64), np.float32)),
+            {"tandem-deadline": "1_000"},
+            "400",
+            'header tandem-deadline: "1_000" is not a whole number of milliseconds',
+        ),
+        (
+            INFER,
+            raw_request(np.zeros((1, 64), np.float32)),
+            # Sent a second ago with a budget of half a second: spent before it arrived.
+            {"tandem-deadline": str(int(time.time() * 1000) - 500), "tandem-timeout": "60000"},
+            "504",
+            "the caller's deadline (tandem-deadline ",
+        ),
+        (
+            INFER,
+            raw_request(np.zeros((1, 64), np.float32)),
+            # The earlier of the two wins: here the relative budget.
+            {"tandem-deadline": str(int(time.time() * 1000) + 60000), "tandem-timeout": "0"},
+            "504",
+            "the caller's budget (tandem-timeout 0 ms) ran out before the work started",
         ),
     ],
 )
@@ -476,3 +500,98 @@ def test_connect_options_carry_the_credentials_and_tls(tmp_path: Path) -> None:
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert connect_options(Settings()) == {}
+
+
+def batcher_of(service: InferenceService) -> DynamicBatcher:
+    batcher = service.repository.resolve("digits").runner
+    assert isinstance(batcher, DynamicBatcher)
+    return batcher
+
+
+async def test_a_deadline_that_passes_in_the_queue_is_not_run(
+    private_server: NatsServer, gated: tuple[InferenceService, Gated], digits: Digits
+) -> None:
+    service, gate = gated
+    batcher = batcher_of(service)
+    payload = raw_request(digits[0][:1]).SerializeToString()
+    async with worker(service, private_server.url):
+        client = await nats.connect(private_server.url)
+        try:
+            running = asyncio.create_task(client.request(INFER, payload, timeout=10))
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            ran = batcher.stats.requests
+            soon = {"tandem-deadline": str(int(time.time() * 1000) + 200)}
+            late = asyncio.create_task(error(client, INFER, payload, **soon))
+            await eventually(lambda: batcher.queued == 1)
+            await asyncio.sleep(0.4)  # past the deadline, still in the queue
+            gate.gate.set()
+            code, message = await late
+            assert not (await running).headers
+        finally:
+            await client.close()
+    assert code == "504"
+    assert "the request was not run" in message
+    assert batcher.stats.requests == ran + 1  # the first request only
+
+
+async def test_a_cancel_drops_queued_work_and_sends_no_reply(
+    private_server: NatsServer, gated: tuple[InferenceService, Gated], digits: Digits
+) -> None:
+    service, gate = gated
+    batcher = batcher_of(service)
+    payload = raw_request(digits[0][:1]).SerializeToString()
+    async with worker(service, private_server.url):
+        client = await nats.connect(private_server.url)
+        try:
+            running = asyncio.create_task(client.request(INFER, payload, timeout=10))
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            ran = batcher.stats.requests
+            headers = {"tandem-request-id": "c0ffee"}
+            doomed = asyncio.create_task(
+                client.request(INFER, payload, timeout=1.5, headers=headers)
+            )
+            await eventually(lambda: batcher.queued == 1)
+            await client.publish("oip.v2.cancel", b"", headers=headers)
+            await eventually(lambda: batcher.queued == 0)
+            gate.gate.set()
+            assert not (await running).headers
+            with pytest.raises(nats.errors.TimeoutError):
+                await doomed
+        finally:
+            await client.close()
+    assert batcher.stats.requests == ran + 1  # the cancelled one never ran
+
+
+async def test_a_request_id_seen_twice_runs_once(
+    private_server: NatsServer, gated: tuple[InferenceService, Gated], digits: Digits
+) -> None:
+    service, gate = gated
+    batcher = batcher_of(service)
+    payload = raw_request(digits[0][:3]).SerializeToString()
+    headers = {"tandem-request-id": "0123456789abcdef0123456789abcdef"}
+    async with worker(service, private_server.url):
+        client = await nats.connect(private_server.url)
+        try:
+            ran = batcher.stats.requests
+            first = asyncio.create_task(client.request(INFER, payload, timeout=10, headers=headers))
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            # While the first is pending ...
+            second = asyncio.create_task(
+                client.request(INFER, payload, timeout=10, headers=headers)
+            )
+            await asyncio.sleep(0.1)
+            assert not second.done()
+            gate.gate.set()
+            replies = [await first, await second]
+            # ... and once it has been answered.
+            replies.append(await client.request(INFER, payload, timeout=10, headers=headers))
+            other = await client.request(
+                INFER, payload, timeout=10, headers={"tandem-request-id": "another"}
+            )
+        finally:
+            await client.close()
+    assert all(not r.headers or "Nats-Service-Error-Code" not in r.headers for r in replies)
+    assert len({r.data for r in replies}) == 1
+    assert probabilities(pb.ModelInferResponse.FromString(replies[0].data)).shape == (3, 10)
+    assert probabilities(pb.ModelInferResponse.FromString(other.data)).shape == (3, 10)
+    assert batcher.stats.requests == ran + 2  # the first and "another"

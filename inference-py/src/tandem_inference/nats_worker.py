@@ -26,8 +26,10 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,7 @@ from nats.micro.service import ServiceConfig
 
 from tandem_inference import __version__, telemetry
 from tandem_inference.errors import DeadlineExceeded, InvalidArgument, TandemError, TooLarge
+from tandem_inference.ledger import Reply, RequestLedger
 from tandem_inference.rpcs import RPCS, Rpc, answer
 from tandem_inference.service import SERVER_NAME
 from tandem_inference.settings import is_subject_token, redacted
@@ -46,6 +49,7 @@ from tandem_inference.settings import is_subject_token, redacted
 if TYPE_CHECKING:
     from google.protobuf.message import Message
     from nats.aio.client import Client
+    from nats.aio.msg import Msg
     from nats.micro.request import Request
     from nats.micro.service import Service
 
@@ -54,11 +58,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# proto/README.md, "Headers": the caller's budget (relative ms), its deadline
+# (absolute, Unix ms), and the request's id (the same on every attempt).
 TIMEOUT_HEADER = "tandem-timeout"
+DEADLINE_HEADER = "tandem-deadline"
+REQUEST_ID_HEADER = "tandem-request-id"
 # Short, so that a worker is back within a fraction of a second of the server; and
 # the first connect retries the same way, since the gateway's embedded NATS server
 # may start after the worker.
 RECONNECT_WAIT_S = 0.25
+_WHOLE_MS = re.compile(r"-?[0-9]{1,18}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +88,7 @@ class NatsWorker:
         self._nc: Client | None = None
         self._micro: Service | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._ledger = RequestLedger()
         self._connected_once = False
         self._stopping = False
         self._serving = False
@@ -121,6 +131,7 @@ class NatsWorker:
             await self._add_service()
             self._serving = True
             return
+        # Cancels still matter for what was taken; the connection's drain ends them.
         if self._micro is None:
             return
         # Service.stop() would unsubscribe, which drops the messages this worker has
@@ -159,6 +170,8 @@ class NatsWorker:
 
     async def _add_service(self) -> None:
         assert self._nc is not None, "start() first"
+        # Every worker hears every cancel (no queue group): any of them may hold the id.
+        await self._nc.subscribe(f"{self._settings.nats_subject_prefix}.cancel", cb=self._on_cancel)
         self._micro = await micro.add_service(
             self._nc,
             ServiceConfig(
@@ -204,16 +217,36 @@ class NatsWorker:
         return endpoints
 
     async def _take(self, endpoint: _Endpoint, msg: Request) -> None:
-        """The subscription's callback: start the budget's clock, hand off, return."""
-        taken_at = asyncio.get_running_loop().time()
-        task = asyncio.create_task(self._answer(endpoint, msg, taken_at))
+        """The subscription's callback: note when, hand off, return."""
+        # First, so that the budget counts from as close to the wire as it can.
+        received = _Received(asyncio.get_running_loop().time(), time.time())
+        request_id = _header(msg, REQUEST_ID_HEADER)
+        earlier = self._ledger.earlier(request_id) if request_id else None
+        if earlier is not None:
+            # At most once: a copy of a request this worker has is answered with the
+            # first attempt's reply, not run again.
+            self._track(asyncio.create_task(_answer_again(msg, earlier)))
+            return
+        task = asyncio.create_task(self._answer(endpoint, msg, received, request_id))
+        self._track(task)
+        if request_id:
+            self._ledger.begin(request_id, task)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _answer(self, endpoint: _Endpoint, msg: Request, taken_at: float) -> None:
+    async def _on_cancel(self, msg: Msg) -> None:
+        request_id = (msg.headers or {}).get(REQUEST_ID_HEADER)
+        if request_id and self._ledger.cancel(request_id):
+            log.debug("cancelled", extra={"request_id": request_id})
+
+    async def _answer(
+        self, endpoint: _Endpoint, msg: Request, received: _Received, request_id: str | None
+    ) -> None:
         outcome = await answer(
             endpoint.rpc,
-            lambda: self._work(endpoint, msg, taken_at),
+            lambda: self._work(endpoint, msg, received),
             transport="nats",
             model=endpoint.model,
             models=self._service.repository,
@@ -221,22 +254,20 @@ class NatsWorker:
                 tracer, endpoint.subject, msg.headers, self._settings.nats_queue_group
             ),
         )
-        if isinstance(outcome, TandemError):
-            await _respond(msg, error=outcome)
-        else:
-            await _respond(msg, outcome)
+        if request_id:
+            self._ledger.answered(request_id, outcome)
+        await _reply(msg, outcome)
 
-    async def _work(self, endpoint: _Endpoint, msg: Request, taken_at: float) -> bytes:
+    async def _work(self, endpoint: _Endpoint, msg: Request, received: _Received) -> bytes:
         """The reply's payload: the caller's budget, the request, the call, the size."""
-        deadline = _deadline(msg, taken_at)
-        if deadline is not None and deadline <= asyncio.get_running_loop().time():
-            raise DeadlineExceeded(
-                f"the caller's budget ({TIMEOUT_HEADER} "
-                f"{_header(msg, TIMEOUT_HEADER)} ms) ran out before the work started"
-            )
+        deadline = _deadline(msg, received)
+        if deadline is not None and deadline.at <= asyncio.get_running_loop().time():
+            raise DeadlineExceeded(f"{deadline.source} ran out before the work started")
         request = _parse(endpoint, msg.data)
         response = (
-            await endpoint.rpc.handler(self._service, request, deadline)
+            await endpoint.rpc.handler(
+                self._service, request, deadline.at if deadline is not None else None
+            )
         ).SerializeToString()
         if self._nc is not None and len(response) > self._nc.max_payload:
             raise TooLarge(
@@ -288,18 +319,67 @@ def _header(msg: Request, key: str) -> str | None:
     return (msg.headers or {}).get(key)
 
 
-def _deadline(msg: Request, taken_at: float) -> float | None:
-    """The loop time by which the caller needs its answer, from `tandem-timeout`."""
-    text = _header(msg, TIMEOUT_HEADER)
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """When the worker took a message, on the loop's clock and on the wall clock."""
+
+    loop: float
+    wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Deadline:
+    at: float  # the loop's time
+    source: str  # which header set it, for the 504's message
+
+
+def _deadline(msg: Request, received: _Received) -> _Deadline | None:
+    """The earlier of receipt + `tandem-timeout` and `tandem-deadline` (wall clock
+    to loop time at receipt), so the budget counts from when the gateway sent."""
+    found: list[_Deadline] = []
+    budget_ms = _milliseconds(msg, TIMEOUT_HEADER)
+    if budget_ms is not None:
+        found.append(
+            _Deadline(
+                received.loop + budget_ms / 1000,
+                f"the caller's budget ({TIMEOUT_HEADER} {budget_ms} ms)",
+            )
+        )
+    unix_ms = _milliseconds(msg, DEADLINE_HEADER)
+    if unix_ms is not None:
+        found.append(
+            _Deadline(
+                received.loop + unix_ms / 1000 - received.wall,
+                f"the caller's deadline ({DEADLINE_HEADER} {unix_ms} ms since 1970)",
+            )
+        )
+    return min(found, key=lambda d: d.at, default=None)
+
+
+def _milliseconds(msg: Request, header: str) -> int | None:
+    text = _header(msg, header)
     if text is None:
         return None
+    # ASCII digits only: int() would also take "1_000", " 5" and other scripts' digits.
+    if not _WHOLE_MS.fullmatch(text):
+        raise InvalidArgument(f'header {header}: "{text}" is not a whole number of milliseconds')
+    return int(text)
+
+
+async def _answer_again(msg: Request, earlier: asyncio.Future[Reply]) -> None:
+    """A copy's reply: the first attempt's, once it is there; none if it was cancelled."""
     try:
-        budget_ms = int(text)
-    except ValueError:
-        raise InvalidArgument(
-            f'header {TIMEOUT_HEADER}: "{text}" is not a whole number of milliseconds'
-        ) from None
-    return taken_at + budget_ms / 1000
+        outcome = await asyncio.shield(earlier)
+    except asyncio.CancelledError:
+        return
+    await _reply(msg, outcome)
+
+
+async def _reply(msg: Request, outcome: Reply) -> None:
+    if isinstance(outcome, TandemError):
+        await _respond(msg, error=outcome)
+    else:
+        await _respond(msg, outcome)
 
 
 def _parse(endpoint: _Endpoint, data: bytes) -> Message:
