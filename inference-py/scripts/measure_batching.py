@@ -9,8 +9,8 @@ batcher's and the model's alone. Run from the repository root after `make setup`
 
 It prints one row per (policy, concurrency): requests/s, mean rows per model call,
 the median and 99th percentile latency of a request, and the largest batch seen.
-Figures are for comparing rows of one run with each other (DESIGN.md: benchmarks
-report ratios measured side by side).
+Figures are for comparing rows of one run with each other (ratios measured side
+by side), not with other machines.
 """
 
 from __future__ import annotations

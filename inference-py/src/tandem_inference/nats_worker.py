@@ -10,9 +10,15 @@ front door and only translates: bytes to messages and back, a TandemError to the
 
 nats-py runs one subscription's callbacks one at a time, so a callback that
 awaited the model would hold up every later message on its subject. The callback
-therefore only reads the caller's budget and starts a task; the task does the work
-and answers. The tasks are kept in a set, which holds them until done (the event
+therefore only notes when the message came (the deadline counts from there, or
+from `tandem-deadline` if earlier) and starts a task; the task does the work and
+answers. The tasks are kept in a set, which holds them until done (the event
 loop keeps only weak references) and tells shutdown what is still in flight.
+
+Requests with a `tandem-request-id` are kept in the worker's RequestLedger
+(ledger.py): a message on `<prefix>.cancel` cancels the task of its id, and a
+copy of a request the worker has is answered with the first attempt's reply
+instead of running twice.
 
 The endpoints come from rpcs.RPCS, and every call goes through rpcs.answer, the
 policy it shares with the gRPC door (errors, span status, metrics); a traced RPC
