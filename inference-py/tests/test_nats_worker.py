@@ -595,3 +595,50 @@ async def test_a_request_id_seen_twice_runs_once(
     assert probabilities(pb.ModelInferResponse.FromString(replies[0].data)).shape == (3, 10)
     assert probabilities(pb.ModelInferResponse.FromString(other.data)).shape == (3, 10)
     assert batcher.stats.requests == ran + 2  # the first and "another"
+
+
+async def test_the_worker_serves_over_tls_with_a_client_certificate(
+    tmp_path: Path, service: InferenceService, digits: Digits
+) -> None:
+    certs = make_certs(tmp_path)
+    server = NatsServer(
+        "tls {\n"
+        f'  cert_file: "{certs.server.cert}"\n'
+        f'  key_file: "{certs.server.key}"\n'
+        f'  ca_file: "{certs.ca}"\n'
+        "  verify: true\n"
+        "}\n"
+    )
+    server.start()
+    try:
+        settings = Settings(
+            nats_url=server.url,
+            nats_tls_ca=certs.ca,
+            nats_tls_cert=certs.client.cert,
+            nats_tls_key=certs.client.key,
+            shutdown_grace_s=5,
+        )
+        w = NatsWorker(service, settings)
+        await w.start()
+        await w.set_serving(serving=True)
+        try:
+            client = await nats.connect(server.url, **connect_options(settings))
+            try:
+                request = raw_request(digits[0][:1])
+                response = await call(client, INFER, request, pb.ModelInferResponse)
+                assert probabilities(response).shape == (1, 10)
+            finally:
+                await client.close()
+            # Without a client certificate the server refuses the handshake.
+            no_cert = dataclasses.replace(settings, nats_tls_cert=None, nats_tls_key=None)
+            with pytest.raises((nats.errors.Error, OSError)):
+                await nats.connect(
+                    server.url,
+                    allow_reconnect=False,
+                    connect_timeout=5,
+                    **connect_options(no_cert),
+                )
+        finally:
+            await w.stop()
+    finally:
+        server.stop()
