@@ -9,8 +9,8 @@ batcher's and the model's alone. Run from the repository root after `make setup`
 
 It prints one row per (policy, concurrency): requests/s, mean rows per model call,
 the median and 99th percentile latency of a request, and the largest batch seen.
-Figures are for comparing rows of one run with each other (DESIGN.md: benchmarks
-report ratios measured side by side).
+Figures are for comparing rows of one run with each other (ratios measured side
+by side), not with other machines.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 
 from tandem_inference import codec
 from tandem_inference.batcher import DynamicBatcher
-from tandem_inference.config import DynamicBatching, ModelConfig
 from tandem_inference.dataset import heldout
+from tandem_inference.model_config import DynamicBatching, ModelConfig
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import InferenceService

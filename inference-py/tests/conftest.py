@@ -8,18 +8,28 @@ models/ (training takes a couple of seconds), so the suite needs no earlier
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
-from tandem_inference.config import CONFIG_FILENAME
 from tandem_inference.dataset import heldout
+from tandem_inference.model_config import CONFIG_FILENAME
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import InferenceService
 from tandem_inference.train import build_models
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
+
+# Hypothesis keeps a .hypothesis/ folder in whatever directory the tests run from;
+# keep it out of the checkout, and keep no example database (the failing examples
+# that matter are pinned with @example).
+set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "tandem-hypothesis"))
+settings.register_profile("tandem", database=None)
+settings.load_profile("tandem")
 
 
 def copy_configs(destination: Path) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tandem_inference.backends import Backend
-from tandem_inference.config import ModelConfig
+from tandem_inference.model_config import ModelConfig
 
 
 class Gated(Backend):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,19 +28,46 @@ MISSING = (
 )
 
 
-class NatsServer:
-    """A nats-server process on a free port; stop() and start() again keep the port."""
+# The users of CONTRACT.md's NATS auth, as `make run`, the tests and compose set them up.
+PASSWORDS = {"gateway": "gateway-pw", "worker": "worker-pw", "observer": "observer-pw"}
+AUTH_CONFIG = """
+authorization {
+  users = [
+    {user: gateway, password: "gateway-pw",
+     permissions: {publish: ["oip.v2.>"], subscribe: ["_INBOX.>"]}}
+    {user: worker, password: "worker-pw",
+     permissions: {subscribe: ["oip.v2.>", "$SRV.>"], publish: ["$SRV.>", "_INBOX.>"],
+                   allow_responses: true}}
+    {user: observer, password: "observer-pw",
+     permissions: {publish: ["$SRV.>"], subscribe: ["_INBOX.>"]}}
+  ]
+}
+"""
 
-    def __init__(self) -> None:
+
+class NatsServer:
+    """A nats-server process on a free port; stop() and start() again keep the port.
+
+    `config`: the text of a nats-server configuration file (AUTH_CONFIG, say)."""
+
+    def __init__(self, config: str = "") -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port: int = s.getsockname()[1]
         self.url = f"nats://127.0.0.1:{self.port}"
+        self._config = config
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def url_for(self, user: str) -> str:
+        return f"nats://{user}:{PASSWORDS[user]}@127.0.0.1:{self.port}"
 
     def start(self) -> None:
         assert NATS_SERVER is not None, MISSING
         argv = [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.port)]
+        if self._config:
+            with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+                f.write(self._config)
+            argv += ["-c", f.name]
         self._proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

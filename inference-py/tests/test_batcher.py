@@ -19,13 +19,13 @@ import pytest_asyncio
 
 from tandem_inference.backends import Backend, backend_class
 from tandem_inference.batcher import DynamicBatcher
-from tandem_inference.config import DynamicBatching, ModelConfig, read_config
 from tandem_inference.errors import (
     DeadlineExceeded,
     InvalidArgument,
     ResourceExhausted,
     Unavailable,
 )
+from tandem_inference.model_config import DynamicBatching, ModelConfig, read_config
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import InferenceService

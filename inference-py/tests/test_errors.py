@@ -5,7 +5,7 @@ import pytest
 
 from tandem_inference import errors
 
-# DESIGN.md's table: the one mapping every front door uses.
+# inference-py/README.md's Errors table: the one mapping every front door uses.
 TABLE = [
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, 400),
     (errors.NotFound, grpc.StatusCode.NOT_FOUND, 404),
@@ -37,3 +37,12 @@ def test_every_error_class_is_in_the_table() -> None:
         if isinstance(c, type) and issubclass(c, errors.TandemError)
     }
     assert declared == {row[0] for row in TABLE}
+
+
+def test_server_faults_are_the_5xx_errors() -> None:
+    """What makes a span ERROR agrees with the codes: every 5xx error is a server
+    fault, no 4xx one is, and a caller that left is not."""
+    for cls, status, code in TABLE:
+        assert errors.is_server_fault(status) == (code >= 500), cls
+    assert not errors.is_server_fault(grpc.StatusCode.CANCELLED)
+    assert not errors.is_server_fault(grpc.StatusCode.OK)

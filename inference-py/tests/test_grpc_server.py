@@ -15,15 +15,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tandem_inference import codec
 from tandem_inference.backends import Backend
-from tandem_inference.config import ModelConfig
+from tandem_inference.batcher import DynamicBatcher
 from tandem_inference.errors import Unavailable
 from tandem_inference.grpc_server import SERVICE_NAME, GrpcServer
+from tandem_inference.model_config import ModelConfig
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
 from tandem_inference.repository import ModelRepository
 from tandem_inference.runner import Timing
 from tandem_inference.service import SERVER_NAME, InferenceService
 from tandem_inference.settings import Settings
+
+from certs import Certs, Pem, make_certs
+from doubles import Gated
+from messages import probabilities, raw_request
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -248,3 +253,118 @@ async def test_the_grpc_deadline_reaches_the_runner(model_repository: Path) -> N
     # gRPC rounds the timeout it sends up, so allow a little either way.
     assert before + 29 < with_deadline < before + 31
     assert without is None
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+async def tls_server(service: InferenceService, settings: Settings) -> tuple[GrpcServer, int]:
+    server = GrpcServer(service, settings)
+    port = await server.start()
+    await server.set_serving(serving=True)
+    return server, port
+
+
+async def live(port: int, credentials: grpc.ChannelCredentials) -> bool:
+    async with grpc.aio.secure_channel(f"localhost:{port}", credentials) as channel:
+        response = await Client(channel).oip.ServerLive(pb.ServerLiveRequest(), timeout=5)
+        return bool(response.live)
+
+
+def channel_credentials(ca: Path, client: Pem | None = None) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca.read_bytes(),
+        private_key=client.key.read_bytes() if client else None,
+        certificate_chain=client.cert.read_bytes() if client else None,
+    )
+
+
+async def test_tls_serves_a_client_that_trusts_the_ca(
+    service: InferenceService, certs: Certs
+) -> None:
+    settings = Settings(
+        grpc_addr="127.0.0.1:0", grpc_tls_cert=certs.server.cert, grpc_tls_key=certs.server.key
+    )
+    server, port = await tls_server(service, settings)
+    try:
+        assert await live(port, channel_credentials(certs.ca))
+        # A client that trusts another CA refuses the server's certificate.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await live(port, channel_credentials(certs.other_ca))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        # Plaintext does not get through either.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await Client(channel).oip.ServerLive(pb.ServerLiveRequest(), timeout=5)
+    finally:
+        await server.stop()
+
+
+async def test_mtls_requires_a_client_certificate_from_the_client_ca(
+    service: InferenceService, certs: Certs
+) -> None:
+    settings = Settings(
+        grpc_addr="127.0.0.1:0",
+        grpc_tls_cert=certs.server.cert,
+        grpc_tls_key=certs.server.key,
+        grpc_tls_client_ca=certs.ca,
+    )
+    server, port = await tls_server(service, settings)
+    try:
+        assert await live(port, channel_credentials(certs.ca, certs.client))
+        for refused in (None, certs.stranger):  # no client certificate; one from another CA
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await live(port, channel_credentials(certs.ca, refused))
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.stop()
+
+
+async def test_a_cancelled_call_is_dropped_from_the_queue_not_run(
+    model_repository: Path, digits: Any
+) -> None:
+    gates: list[Gated] = []
+
+    def factory(backend: Backend, config: ModelConfig) -> DynamicBatcher:
+        if config.name == "digits":
+            gates.append(Gated(backend))
+            backend = gates[-1]
+        return DynamicBatcher(backend, config)
+
+    repo = ModelRepository(model_repository, runner_factory=factory)
+    repo.load()
+    (gate,) = gates
+    batcher = repo.resolve("digits").runner
+    assert isinstance(batcher, DynamicBatcher)
+    ran = batcher.stats.requests
+    server, port = await started(InferenceService(repo), serving=True)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            oip = Client(channel).oip
+            request = raw_request(digits[0][:1])
+            running = oip.ModelInfer(request)
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            left = oip.ModelInfer(request)
+            for _ in range(500):
+                if batcher.queued == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert batcher.queued == 1
+            # The caller goes away: grpc.aio cancels the handler, the batcher drops it.
+            left.cancel()
+            for _ in range(500):
+                if batcher.queued == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert batcher.queued == 0
+            gate.gate.set()
+            assert probabilities(await running).shape == (1, 10)
+            with pytest.raises(asyncio.CancelledError):
+                await left
+    finally:
+        gate.gate.set()
+        await server.stop()
+        repo.close()
+    assert batcher.stats.requests == ran + 1  # the cancelled call never ran

@@ -6,9 +6,14 @@ TANDEM_NATS_SERVER names; without either these tests are skipped, loudly.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
+import io
 import json
+import logging
+import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,19 +27,20 @@ import pytest_asyncio
 from google.protobuf.message import Message
 from nats.aio.client import Client
 
-from tandem_inference import __version__
+from tandem_inference import __version__, logs
 from tandem_inference.backends import Backend
 from tandem_inference.batcher import DynamicBatcher
-from tandem_inference.config import DynamicBatching, ModelConfig
-from tandem_inference.nats_worker import NatsWorker
+from tandem_inference.model_config import DynamicBatching, ModelConfig
+from tandem_inference.nats_worker import NatsWorker, connect_options
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
 from tandem_inference.service import SERVER_NAME, InferenceService
 from tandem_inference.settings import Settings
 
+from certs import make_certs
 from doubles import Gated
 from messages import probabilities, raw_request
-from nats_server import MISSING, NATS_SERVER, NatsServer
+from nats_server import AUTH_CONFIG, MISSING, NATS_SERVER, PASSWORDS, NatsServer
 
 if NATS_SERVER is None:
     pytest.skip(MISSING, allow_module_level=True)
@@ -147,6 +153,29 @@ async def test_model_rpcs(nc: Client, model: str, digits: Digits) -> None:
             {"tandem-timeout": "soon"},
             "400",
             'header tandem-timeout: "soon" is not a whole number of milliseconds',
+        ),
+        (
+            INFER,
+            raw_request(np.zeros((1, 64), np.float32)),
+            {"tandem-deadline": "1_000"},
+            "400",
+            'header tandem-deadline: "1_000" is not a whole number of milliseconds',
+        ),
+        (
+            INFER,
+            raw_request(np.zeros((1, 64), np.float32)),
+            # Sent a second ago with a budget of half a second: spent before it arrived.
+            {"tandem-deadline": str(int(time.time() * 1000) - 500), "tandem-timeout": "60000"},
+            "504",
+            "the caller's deadline (tandem-deadline ",
+        ),
+        (
+            INFER,
+            raw_request(np.zeros((1, 64), np.float32)),
+            # The earlier of the two wins: here the relative budget.
+            {"tandem-deadline": str(int(time.time() * 1000) + 60000), "tandem-timeout": "0"},
+            "504",
+            "the caller's budget (tandem-timeout 0 ms) ran out before the work started",
         ),
     ],
 )
@@ -361,3 +390,255 @@ async def _retry(attempt: Any) -> Any:
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
             await asyncio.sleep(0.05)
     return await attempt()
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[NatsServer]:
+    """A server with CONTRACT.md's users and permissions, and no anonymous access."""
+    server = NatsServer(AUTH_CONFIG)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_with_credentials_the_worker_serves_the_gateway(
+    auth_server: NatsServer, service: InferenceService, digits: Digits
+) -> None:
+    settings = Settings(
+        nats_url=auth_server.url,
+        nats_user="worker",
+        nats_password=PASSWORDS["worker"],
+        shutdown_grace_s=5,
+    )
+    w = NatsWorker(service, settings)
+    await w.start()
+    await w.set_serving(serving=True)
+    try:
+        gateway = await nats.connect(auth_server.url_for("gateway"))
+        try:
+            response = await call(gateway, INFER, raw_request(digits[0][:1]), pb.ModelInferResponse)
+            assert probabilities(response).shape == (1, 10)
+        finally:
+            await gateway.close()
+    finally:
+        await w.stop()
+
+
+async def test_an_anonymous_client_is_refused(auth_server: NatsServer) -> None:
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(auth_server.url, allow_reconnect=False, connect_timeout=5)
+
+
+async def test_the_gateway_cannot_subscribe_to_the_model_subjects(
+    auth_server: NatsServer,
+) -> None:
+    errors: list[Exception] = []
+
+    async def note(err: Exception) -> None:
+        errors.append(err)
+
+    gateway = await nats.connect(auth_server.url_for("gateway"), error_cb=note)
+    try:
+        await gateway.subscribe("oip.v2.models.>")
+        await gateway.flush()
+        await eventually(lambda: bool(errors))
+    finally:
+        await gateway.close()
+    assert "permissions violation for subscription" in str(errors[0]).lower(), errors
+
+
+async def test_passwords_never_reach_the_log(
+    auth_server: NatsServer, service: InferenceService
+) -> None:
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("tandem_inference")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    parser = argparse.ArgumentParser()
+    Settings.add_arguments(parser)
+    in_url = Settings.from_args(
+        parser.parse_args(["--nats-url", auth_server.url_for("worker")]), {}
+    )
+    in_env = Settings.from_args(
+        parser.parse_args(["--nats-url", auth_server.url, "--nats-user", "worker"]),
+        {"TANDEM_NATS_PASSWORD": PASSWORDS["worker"]},
+    )
+    try:
+        for settings in (in_url, in_env):
+            w = NatsWorker(service, settings)
+            await w.start()
+            await w.set_serving(serving=True)
+            await w.stop()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    text = buffer.getvalue()
+    assert "nats connected" in text
+    assert "worker:xxxxx@" in text  # the URL was logged, redacted
+    assert PASSWORDS["worker"] not in text
+
+
+def test_connect_options_carry_the_credentials_and_tls(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path)
+    seed = tmp_path / "seed.nk"
+    seed.write_text("SU...")
+    settings = Settings(
+        nats_user="worker",
+        nats_password="pw",
+        nats_creds=seed,
+        nats_nkey=seed,
+        nats_tls_ca=certs.ca,
+        nats_tls_cert=certs.client.cert,
+        nats_tls_key=certs.client.key,
+    )
+    options = connect_options(settings)
+    assert (options["user"], options["password"]) == ("worker", "pw")
+    assert options["user_credentials"] == options["nkeys_seed"] == str(seed)
+    context = options["tls"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert connect_options(Settings()) == {}
+
+
+def batcher_of(service: InferenceService) -> DynamicBatcher:
+    batcher = service.repository.resolve("digits").runner
+    assert isinstance(batcher, DynamicBatcher)
+    return batcher
+
+
+async def test_a_deadline_that_passes_in_the_queue_is_not_run(
+    private_server: NatsServer, gated: tuple[InferenceService, Gated], digits: Digits
+) -> None:
+    service, gate = gated
+    batcher = batcher_of(service)
+    payload = raw_request(digits[0][:1]).SerializeToString()
+    async with worker(service, private_server.url):
+        client = await nats.connect(private_server.url)
+        try:
+            running = asyncio.create_task(client.request(INFER, payload, timeout=10))
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            ran = batcher.stats.requests
+            soon = {"tandem-deadline": str(int(time.time() * 1000) + 200)}
+            late = asyncio.create_task(error(client, INFER, payload, **soon))
+            await eventually(lambda: batcher.queued == 1)
+            await asyncio.sleep(0.4)  # past the deadline, still in the queue
+            gate.gate.set()
+            code, message = await late
+            assert not (await running).headers
+        finally:
+            await client.close()
+    assert code == "504"
+    assert "the request was not run" in message
+    assert batcher.stats.requests == ran + 1  # the first request only
+
+
+async def test_a_cancel_drops_queued_work_and_sends_no_reply(
+    private_server: NatsServer, gated: tuple[InferenceService, Gated], digits: Digits
+) -> None:
+    service, gate = gated
+    batcher = batcher_of(service)
+    payload = raw_request(digits[0][:1]).SerializeToString()
+    async with worker(service, private_server.url):
+        client = await nats.connect(private_server.url)
+        try:
+            running = asyncio.create_task(client.request(INFER, payload, timeout=10))
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            ran = batcher.stats.requests
+            headers = {"tandem-request-id": "c0ffee"}
+            doomed = asyncio.create_task(
+                client.request(INFER, payload, timeout=1.5, headers=headers)
+            )
+            await eventually(lambda: batcher.queued == 1)
+            await client.publish("oip.v2.cancel", b"", headers=headers)
+            await eventually(lambda: batcher.queued == 0)
+            gate.gate.set()
+            assert not (await running).headers
+            with pytest.raises(nats.errors.TimeoutError):
+                await doomed
+        finally:
+            await client.close()
+    assert batcher.stats.requests == ran + 1  # the cancelled one never ran
+
+
+async def test_a_request_id_seen_twice_runs_once(
+    private_server: NatsServer, gated: tuple[InferenceService, Gated], digits: Digits
+) -> None:
+    service, gate = gated
+    batcher = batcher_of(service)
+    payload = raw_request(digits[0][:3]).SerializeToString()
+    headers = {"tandem-request-id": "0123456789abcdef0123456789abcdef"}
+    async with worker(service, private_server.url):
+        client = await nats.connect(private_server.url)
+        try:
+            ran = batcher.stats.requests
+            first = asyncio.create_task(client.request(INFER, payload, timeout=10, headers=headers))
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            # While the first is pending ...
+            second = asyncio.create_task(
+                client.request(INFER, payload, timeout=10, headers=headers)
+            )
+            await asyncio.sleep(0.1)
+            assert not second.done()
+            gate.gate.set()
+            replies = [await first, await second]
+            # ... and once it has been answered.
+            replies.append(await client.request(INFER, payload, timeout=10, headers=headers))
+            other = await client.request(
+                INFER, payload, timeout=10, headers={"tandem-request-id": "another"}
+            )
+        finally:
+            await client.close()
+    assert all(not r.headers or "Nats-Service-Error-Code" not in r.headers for r in replies)
+    assert len({r.data for r in replies}) == 1
+    assert probabilities(pb.ModelInferResponse.FromString(replies[0].data)).shape == (3, 10)
+    assert probabilities(pb.ModelInferResponse.FromString(other.data)).shape == (3, 10)
+    assert batcher.stats.requests == ran + 2  # the first and "another"
+
+
+async def test_the_worker_serves_over_tls_with_a_client_certificate(
+    tmp_path: Path, service: InferenceService, digits: Digits
+) -> None:
+    certs = make_certs(tmp_path)
+    server = NatsServer(
+        "tls {\n"
+        f'  cert_file: "{certs.server.cert}"\n'
+        f'  key_file: "{certs.server.key}"\n'
+        f'  ca_file: "{certs.ca}"\n'
+        "  verify: true\n"
+        "}\n"
+    )
+    server.start()
+    try:
+        settings = Settings(
+            nats_url=server.url,
+            nats_tls_ca=certs.ca,
+            nats_tls_cert=certs.client.cert,
+            nats_tls_key=certs.client.key,
+            shutdown_grace_s=5,
+        )
+        w = NatsWorker(service, settings)
+        await w.start()
+        await w.set_serving(serving=True)
+        try:
+            client = await nats.connect(server.url, **connect_options(settings))
+            try:
+                request = raw_request(digits[0][:1])
+                response = await call(client, INFER, request, pb.ModelInferResponse)
+                assert probabilities(response).shape == (1, 10)
+            finally:
+                await client.close()
+            # Without a client certificate the server refuses the handshake.
+            no_cert = dataclasses.replace(settings, nats_tls_cert=None, nats_tls_key=None)
+            with pytest.raises((nats.errors.Error, OSError)):
+                await nats.connect(
+                    server.url,
+                    allow_reconnect=False,
+                    connect_timeout=5,
+                    **connect_options(no_cert),
+                )
+        finally:
+            await w.stop()
+    finally:
+        server.stop()

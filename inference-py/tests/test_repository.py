@@ -10,8 +10,8 @@ import pytest
 
 from tandem_inference.backends import Backend
 from tandem_inference.batcher import DynamicBatcher
-from tandem_inference.config import ModelConfig
 from tandem_inference.errors import ModelConfigError, NotFound, Unavailable
+from tandem_inference.model_config import ModelConfig
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
 from tandem_inference.runner import Runner
@@ -92,6 +92,28 @@ def test_no_version_folder(model_repository: Path, tmp_path: Path) -> None:
     root = onnx_only(model_repository, tmp_path, versions=())
     with pytest.raises(ModelConfigError, match=r"no version folder.*build-models"):
         ModelRepository(root)
+
+
+def test_an_unknown_backend_fails_the_scan(model_repository: Path, tmp_path: Path) -> None:
+    root = onnx_only(model_repository, tmp_path)
+    config = root / "digits" / "config.toml"
+    config.write_text(config.read_text().replace('backend = "onnxruntime"', 'backend = "tf"'))
+    with pytest.raises(ModelConfigError) as caught:
+        ModelRepository(root)
+    assert caught.value.message == (f'{config}: backend "tf" is not one of onnxruntime, pytorch')
+
+
+def test_model_config_imports_no_backend() -> None:
+    """model_config is a leaf: the backends import it, never the other way round."""
+    script = (
+        "import sys\n"
+        "import tandem_inference.model_config\n"
+        "assert not [m for m in sys.modules if m.startswith('tandem_inference.backends')]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_empty_or_missing_repository(tmp_path: Path) -> None:

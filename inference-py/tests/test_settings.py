@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem_inference.settings import DEFAULT_GRPC_ADDR, Settings, SettingsError
+from tandem_inference.settings import DEFAULT_GRPC_ADDR, Settings, SettingsError, redacted
 
 
 def settings(argv: list[str], environ: dict[str, str] | None = None) -> Settings:
@@ -19,9 +19,11 @@ def test_defaults() -> None:
     assert s == Settings()
     assert (s.model_repository, s.grpc_addr, s.log_level) == (
         Path("models"),
-        "0.0.0.0:50051",
+        "127.0.0.1:50051",
         "info",
     )
+    # Loopback by default: exposing the service is a decision (CONTRACT, issue 8).
+    assert s.metrics_addr == "127.0.0.1:9001"
     assert DEFAULT_GRPC_ADDR.endswith(":50051")
 
 
@@ -58,7 +60,16 @@ def test_every_field_has_a_flag_and_an_env_twin() -> None:
         ]
     )
     assert s == Settings(
-        Path("/m"), "h:1", "error", 0.5, 1024, "nats", "nats://n:1", "a.b", "q", "127.0.0.1:9"
+        model_repository=Path("/m"),
+        grpc_addr="h:1",
+        log_level="error",
+        shutdown_grace_s=0.5,
+        max_message_bytes=1024,
+        serve="nats",
+        nats_url="nats://n:1",
+        nats_subject_prefix="a.b",
+        nats_queue_group="q",
+        metrics_addr="127.0.0.1:9",
     )
     env = {
         Settings.env_name(f): v for f, v in [("model_repository", "/e"), ("max_message_bytes", "7")]
@@ -109,6 +120,81 @@ def test_frozen() -> None:
 
 
 def test_an_empty_metrics_addr_turns_metrics_off() -> None:
-    assert Settings().metrics_addr == "0.0.0.0:9001"
+    assert Settings().metrics_addr == "127.0.0.1:9001"
     assert settings([], {"TANDEM_METRICS_ADDR": ""}).metrics_addr == ""
     assert settings(["--metrics-addr", "[::1]:0"]).metrics_addr == "[::1]:0"
+
+
+def test_tls_and_credential_files(tmp_path: Path) -> None:
+    files = {name: tmp_path / name for name in ("crt", "key", "ca", "creds", "seed")}
+    for path in files.values():
+        path.write_text("x")
+    s = settings(
+        [
+            *("--grpc-tls-cert", str(files["crt"]), "--grpc-tls-key", str(files["key"])),
+            *("--grpc-tls-client-ca", str(files["ca"])),
+            *("--nats-tls-ca", str(files["ca"]), "--nats-tls-cert", str(files["crt"])),
+            *("--nats-tls-key", str(files["key"]), "--nats-creds", str(files["creds"])),
+            *("--nats-nkey", str(files["seed"]), "--nats-user", "worker"),
+        ],
+        {"TANDEM_NATS_PASSWORD": "hunter2"},
+    )
+    assert (s.grpc_tls_cert, s.grpc_tls_key, s.grpc_tls_client_ca) == (
+        files["crt"],
+        files["key"],
+        files["ca"],
+    )
+    assert (s.nats_tls_ca, s.nats_tls_cert, s.nats_tls_key) == (
+        files["ca"],
+        files["crt"],
+        files["key"],
+    )
+    assert (s.nats_creds, s.nats_nkey) == (files["creds"], files["seed"])
+    assert (s.nats_user, s.nats_password) == ("worker", "hunter2")
+    assert Settings().grpc_tls_cert is None
+    with pytest.raises(SettingsError, match="--grpc-tls-cert='/nowhere': no such file"):
+        settings(["--grpc-tls-cert", "/nowhere"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"grpc_tls_cert": Path("c")}, "--grpc-tls-cert needs --grpc-tls-key"),
+        ({"grpc_tls_key": Path("k")}, "--grpc-tls-key needs --grpc-tls-cert"),
+        ({"grpc_tls_client_ca": Path("a")}, "--grpc-tls-client-ca needs --grpc-tls-cert"),
+        ({"nats_tls_cert": Path("c")}, "--nats-tls-cert needs --nats-tls-key"),
+        ({"nats_password": "p"}, "--nats-password needs --nats-user"),
+    ],
+)
+def test_half_a_tls_or_login_setting_is_refused(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("nats://worker:hunter2@127.0.0.1:4222", "nats://worker:xxxxx@127.0.0.1:4222"),
+        ("nats://s3cret@h:1,tls://u:p%40ss@h:2", "nats://xxxxx@h:1,tls://u:xxxxx@h:2"),
+        ('{"url": "nats://u:pw@h:1"}', '{"url": "nats://u:xxxxx@h:1"}'),
+        ("nats://127.0.0.1:4222 and a@b.c", "nats://127.0.0.1:4222 and a@b.c"),
+    ],
+)
+def test_redacted(text: str, shown: str) -> None:
+    assert redacted(text) == shown
+
+
+def test_secrets_show_nowhere() -> None:
+    s = Settings(nats_url="nats://w:in-url-secret@h:1", nats_user="w", nats_password="hunter2")
+    text = repr(s)
+    assert "hunter2" not in text
+    assert "in-url-secret" not in text
+    assert "nats_password='xxxxx'" in text
+    assert "nats_url='nats://w:xxxxx@h:1'" in text
+    parser = argparse.ArgumentParser()
+    Settings.add_arguments(parser)
+    help_text = " ".join(parser.format_help().split())
+    assert "TANDEM_NATS_PASSWORD)" in help_text  # no default shown after it
+    with pytest.raises(SettingsError) as caught:
+        settings(["--nats-url", "nats://w:in-url-secret@h:1", "--nats-password", "hunter2"])
+    assert "hunter2" not in str(caught.value)

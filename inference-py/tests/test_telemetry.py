@@ -286,9 +286,10 @@ def sample(name: str, **labels: str) -> float:
 
 
 async def test_metrics_move(service: InferenceService, spans: InMemorySpanExporter) -> None:
-    ok = {"model": "digits", "transport": "grpc", "status": "OK"}
-    bad = {"model": "digits", "transport": "grpc", "status": "INVALID_ARGUMENT"}
-    unknown = {"model": OTHER_MODEL, "transport": "grpc", "status": "NOT_FOUND"}
+    ok = {"model": "digits", "transport": "grpc", "code": "OK"}
+    bad = {"model": "digits", "transport": "grpc", "code": "INVALID_ARGUMENT"}
+    assert OTHER_MODEL == "_other"
+    unknown = {"model": OTHER_MODEL, "transport": "grpc", "code": "NOT_FOUND"}
     per_model = {"model": "digits", "backend": "onnxruntime"}
     names = ("batch_size_count", "batch_size_sum", "queue_seconds_count", "execute_seconds_count")
     before = {n: sample(f"tandem_inference_{n}", **per_model) for n in names}

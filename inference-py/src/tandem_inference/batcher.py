@@ -21,7 +21,8 @@ one executor thread (its "instance"); the event loop never runs the model.
   requested outputs do not make requests incompatible.
 - The queue is bounded (`max_queue_size` requests): beyond it a request is refused
   at once with ResourceExhausted. A request whose deadline passed while it waited
-  is not run (DeadlineExceeded); one whose caller went away is dropped.
+  is not run (DeadlineExceeded); one whose caller went away (its future
+  cancelled) leaves the queue at once and is never run.
 
 Models run with one intra-op thread (the backends' defaults), so the process uses
 one thread per model version for models plus the event loop: throughput comes from
@@ -48,7 +49,7 @@ from tandem_inference.runner import BatchRun, Timing
 
 if TYPE_CHECKING:
     from tandem_inference.backends import Backend
-    from tandem_inference.config import ModelConfig
+    from tandem_inference.model_config import ModelConfig
 
 Outputs = dict[str, np.ndarray]
 
@@ -151,6 +152,9 @@ class DynamicBatcher:
         )
         self._queue.append(queued)
         self._queued_rows += rows
+        # A caller that goes away (gRPC cancellation, a NATS cancel) cancels the
+        # future: its request leaves the queue at once and is never run.
+        queued.future.add_done_callback(functools.partial(self._forget, queued))
         self._dispatch()
         return await queued.future
 
@@ -158,6 +162,11 @@ class DynamicBatcher:
     def queued(self) -> int:
         """Requests waiting for the model (the ones it is running are not counted)."""
         return len(self._queue)
+
+    def _forget(self, queued: _Queued, future: asyncio.Future[Outputs]) -> None:
+        if future.cancelled() and queued in self._queue:
+            self._queue.remove(queued)
+            self._queued_rows -= queued.rows
 
     def close(self) -> None:
         self._closed = True

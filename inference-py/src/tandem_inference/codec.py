@@ -117,6 +117,14 @@ def decode_raw(label: str, datatype: str, shape: Sequence[int], raw: bytes) -> n
 
 def _split_bytes(label: str, shape: Sequence[int], count: int, raw: bytes) -> np.ndarray:
     view = memoryview(raw)
+    # Before allocating: a claimed shape of 2**40 elements in a few bytes must cost
+    # an error, not terabytes. Every element takes at least its length prefix.
+    at_most = len(view) // _LENGTH_PREFIX.size
+    if count > at_most:
+        raise InvalidArgument(
+            f"{label}: shape {format_shape(shape)} of BYTES needs {count} elements, "
+            f"raw contents hold {at_most} at most"
+        )
     items = np.empty(count, dtype=object)
     offset = 0
     for i in range(count):

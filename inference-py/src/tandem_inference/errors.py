@@ -3,8 +3,8 @@
 Every failure a caller can act on is a `TandemError` subclass. Each class carries
 its gRPC status code and its numeric code, which is the HTTP status the gateway
 answers with and the `Nats-Service-Error-Code` the NATS worker sends, so every
-front door reports the same failure the same way (DESIGN.md, "Errors map one way
-everywhere").
+front door reports the same failure the same way (inference-py/README.md, Errors).
+Which status codes are the server's fault (an ERROR span) is decided here too.
 """
 
 from __future__ import annotations
@@ -12,6 +12,23 @@ from __future__ import annotations
 from typing import ClassVar
 
 import grpc
+
+# The server's faults among the gRPC codes (OpenTelemetry's RPC conventions for a
+# server span): a caller's bad request, or a caller that left, is not one.
+SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+def is_server_fault(status: grpc.StatusCode) -> bool:
+    return status in SERVER_FAULTS
 
 
 class TandemError(Exception):

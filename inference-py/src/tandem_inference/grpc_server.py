@@ -1,32 +1,32 @@
 """The gRPC front door: OIP v2's GRPCInferenceService and grpc.health.v1 on one grpc.aio server.
 
-The servicer only translates: it hands each request to InferenceService and turns a
-TandemError into a gRPC status with the error's code and message. The health
-service reports NOT_SERVING until the models are loaded and again once shutdown
-begins, for the whole server ("") and for the inference service by name.
-
-With tracing on, every RPC but the health checks (ServerLive, ServerReady,
-ModelReady, grpc.health.v1) gets a SERVER span that continues the caller's trace
-from the metadata; ModelInfer is counted in tandem_inference_requests_total.
+It only translates: each method of rpcs.RPCS is registered with its request
+message, and a call goes to rpcs.answer with the caller's deadline; a TandemError
+that comes back becomes a gRPC status with the error's code and message. Which
+RPCs are traced and counted is the table's business. The health service reports
+NOT_SERVING until the models are loaded and again once shutdown begins, for the
+whole server ("") and for the inference service by name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from tandem_inference import metrics, telemetry
+from tandem_inference import telemetry
 from tandem_inference.errors import TandemError, Unavailable
 from tandem_inference.pb import grpc_service_pb2 as pb
-from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
+from tandem_inference.rpcs import RPCS, Rpc, answer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    from google.protobuf.message import Message
 
     from tandem_inference.service import InferenceService
     from tandem_inference.settings import Settings
@@ -35,122 +35,64 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
-Request = TypeVar("Request")
-Response = TypeVar("Response")
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _ignore(status: str) -> None:
-    pass
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
 
 
-async def _answer(
-    rpc: str,
-    call: Awaitable[Response],
-    context: grpc.aio.ServicerContext[Request, Response],
-    outcome: Callable[[str], None] = _ignore,
-) -> Response:
-    """The response, or the call's error as a gRPC status; `outcome` hears the status
-    code's name (OK, INVALID_ARGUMENT, ..., CANCELLED when the caller went away)."""
-    try:
-        response = await call
-    except TandemError as err:
-        outcome(err.grpc_status.name)
-        await context.abort(err.grpc_status, err.message)
-    except asyncio.CancelledError:
-        outcome(grpc.StatusCode.CANCELLED.name)
-        raise
-    except Exception:
-        # A bug: the caller gets INTERNAL (not gRPC's UNKNOWN), the log gets the traceback.
-        log.exception("unhandled error", extra={"rpc": rpc})
-        outcome(grpc.StatusCode.INTERNAL.name)
-        await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the service's log")
-    outcome(grpc.StatusCode.OK.name)
-    return response
+def _method(
+    service: InferenceService, rpc: Rpc
+) -> Callable[[Message, Context], Awaitable[Message]]:
+    """The grpc.aio behaviour of one RPC: its deadline, the policy, the status."""
+    method = f"{SERVICE_NAME}/{rpc.name}"
 
-
-class _InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, service: InferenceService) -> None:
-        self._service = service
-
-    async def _traced(
-        self,
-        rpc: str,
-        call: Awaitable[Response],
-        context: grpc.aio.ServicerContext[Request, Response],
-        *,
-        model: str | None = None,
-    ) -> Response:
-        """`_answer` in a SERVER span when tracing is on; with `model`, an inference
-        request, counted in the metrics."""
-        count = _ignore if model is None else self._counter(model)
-        tracer = telemetry.tracer()
-        if tracer is None:
-            return await _answer(rpc, call, context, count)
-        metadata = context.invocation_metadata()
-        with telemetry.grpc_server_span(tracer, f"{SERVICE_NAME}/{rpc}", metadata) as span:
-
-            def outcome(status: str) -> None:
-                telemetry.set_grpc_status(span, status)
-                count(status)
-
-            return await _answer(rpc, call, context, outcome)
-
-    def _counter(self, model: str) -> Callable[[str], None]:
-        label = model if model in self._service.repository else metrics.OTHER_MODEL
-
-        def count(status: str) -> None:
-            metrics.REQUESTS.labels(label, "grpc", status).inc()
-
-        return count
-
-    async def ServerLive(  # noqa: N802 -- the generated servicer's method names
-        self,
-        request: pb.ServerLiveRequest,
-        context: grpc.aio.ServicerContext[pb.ServerLiveRequest, pb.ServerLiveResponse],
-    ) -> pb.ServerLiveResponse:
-        return await _answer("ServerLive", self._service.server_live(request), context)
-
-    async def ServerReady(  # noqa: N802
-        self,
-        request: pb.ServerReadyRequest,
-        context: grpc.aio.ServicerContext[pb.ServerReadyRequest, pb.ServerReadyResponse],
-    ) -> pb.ServerReadyResponse:
-        return await _answer("ServerReady", self._service.server_ready(request), context)
-
-    async def ModelReady(  # noqa: N802
-        self,
-        request: pb.ModelReadyRequest,
-        context: grpc.aio.ServicerContext[pb.ModelReadyRequest, pb.ModelReadyResponse],
-    ) -> pb.ModelReadyResponse:
-        return await _answer("ModelReady", self._service.model_ready(request), context)
-
-    async def ServerMetadata(  # noqa: N802
-        self,
-        request: pb.ServerMetadataRequest,
-        context: grpc.aio.ServicerContext[pb.ServerMetadataRequest, pb.ServerMetadataResponse],
-    ) -> pb.ServerMetadataResponse:
-        return await self._traced("ServerMetadata", self._service.server_metadata(request), context)
-
-    async def ModelMetadata(  # noqa: N802
-        self,
-        request: pb.ModelMetadataRequest,
-        context: grpc.aio.ServicerContext[pb.ModelMetadataRequest, pb.ModelMetadataResponse],
-    ) -> pb.ModelMetadataResponse:
-        return await self._traced("ModelMetadata", self._service.model_metadata(request), context)
-
-    async def ModelInfer(  # noqa: N802
-        self,
-        request: pb.ModelInferRequest,
-        context: grpc.aio.ServicerContext[pb.ModelInferRequest, pb.ModelInferResponse],
-    ) -> pb.ModelInferResponse:
+    async def behaviour(request: Message, context: Context) -> Message:
         remaining = context.time_remaining()
         deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
-        return await self._traced(
-            "ModelInfer",
-            self._service.model_infer(request, deadline),
-            context,
-            model=request.model_name,
+        outcome = await answer(
+            rpc,
+            lambda: rpc.handler(service, request, deadline),
+            transport="grpc",
+            model=rpc.model(request),
+            models=service.repository,
+            open_span=lambda tracer: telemetry.grpc_server_span(
+                tracer, method, context.invocation_metadata()
+            ),
         )
+        if isinstance(outcome, TandemError):
+            await context.abort(outcome.grpc_status, outcome.message)
+        return outcome
+
+    return behaviour
+
+
+def _handlers(service: InferenceService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    return {
+        rpc.name: grpc.unary_unary_rpc_method_handler(
+            _method(service, rpc),
+            request_deserializer=rpc.request_type.FromString,
+            response_serializer=_serialize,
+        )
+        for rpc in RPCS
+    }
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from --grpc-tls-cert/--grpc-tls-key; with --grpc-tls-client-ca, clients
+    must present a certificate that CA signed (mTLS). None: plaintext."""
+    if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
+        return None
+    try:
+        chain = (settings.grpc_tls_key.read_bytes(), settings.grpc_tls_cert.read_bytes())
+        client_ca = settings.grpc_tls_client_ca
+        roots = client_ca.read_bytes() if client_ca is not None else None
+    except OSError as err:
+        raise Unavailable(f"gRPC TLS: {err}") from err
+    return grpc.ssl_server_credentials(
+        [chain], root_certificates=roots, require_client_auth=roots is not None
+    )
 
 
 class GrpcServer:
@@ -169,23 +111,36 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        # The generated module has no stubs; its .pyi files cover the messages only.
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            _InferenceServicer(service), self._server
-        )
+        # What the generated add_GRPCInferenceServiceServicer_to_server does, from the table.
+        self._server.add_registered_method_handlers(SERVICE_NAME, _handlers(service))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
 
     async def start(self) -> int:
         """Listen on settings.grpc_addr, not yet serving; returns the bound port.
 
         Unavailable when the address cannot be bound."""
+        credentials = server_credentials(self._settings)
         try:
-            port = self._server.add_insecure_port(self._settings.grpc_addr)
+            if credentials is None:
+                port = self._server.add_insecure_port(self._settings.grpc_addr)
+            else:
+                port = self._server.add_secure_port(self._settings.grpc_addr, credentials)
         except RuntimeError as err:
             raise Unavailable(str(err)) from err
         await self.set_serving(serving=False)
         await self._server.start()
-        log.info("grpc listening", extra={"addr": self._settings.grpc_addr, "port": port})
+        log.info(
+            "grpc listening",
+            extra={
+                "addr": self._settings.grpc_addr,
+                "port": port,
+                "tls": "off"
+                if credentials is None
+                else "mtls"
+                if self._settings.grpc_tls_client_ca
+                else "on",
+            },
+        )
         return port
 
     async def set_serving(self, *, serving: bool) -> None:

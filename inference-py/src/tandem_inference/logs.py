@@ -3,6 +3,8 @@
 Fields passed with `extra=` become top-level keys, so a log line can be filtered
 by model or version without parsing the message. A line logged while a span is
 current carries its `trace_id` and `span_id` (hex), as the gateway's lines do.
+Every line is redacted last (settings.redacted): a URL's password never reaches
+the log, wherever in the line (a field, a message, a traceback) it came from.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import sys
 from datetime import UTC, datetime
 
 from opentelemetry import trace
+
+from tandem_inference.settings import redacted
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))) | {
@@ -42,7 +46,7 @@ class JsonFormatter(logging.Formatter):
             entry["span_id"] = format(span.span_id, "016x")
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redacted(json.dumps(entry, default=str))
 
 
 def configure(level: str) -> None:

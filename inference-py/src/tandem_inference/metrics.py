@@ -26,13 +26,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The label for a model the repository does not have: a caller's typo must not
-# become a new series (OpenTelemetry's convention for unknown values).
-OTHER_MODEL = "_OTHER"
+# become a new series. The gateway uses the same value (docs/architecture.md).
+OTHER_MODEL = "_other"
 
+# `code` as on the gateway: the gRPC status code's name (OK, INVALID_ARGUMENT, ...).
 REQUESTS = Counter(
     "tandem_inference_requests",
-    "Inference requests answered, by model, transport and status (OK or the gRPC status name)",
-    ["model", "transport", "status"],
+    "Inference requests answered, by model, transport and code (OK or the gRPC status name)",
+    ["model", "transport", "code"],
 )
 BATCH_SIZE = Histogram(
     "tandem_inference_batch_size",

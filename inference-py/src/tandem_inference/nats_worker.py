@@ -10,14 +10,20 @@ front door and only translates: bytes to messages and back, a TandemError to the
 
 nats-py runs one subscription's callbacks one at a time, so a callback that
 awaited the model would hold up every later message on its subject. The callback
-therefore only reads the caller's budget and starts a task; the task does the work
-and answers. The tasks are kept in a set, which holds them until done (the event
+therefore only notes when the message came (the deadline counts from there, or
+from `tandem-deadline` if earlier) and starts a task; the task does the work and
+answers. The tasks are kept in a set, which holds them until done (the event
 loop keeps only weak references) and tells shutdown what is still in flight.
 
-With tracing on, every request but the health checks (server live/ready, model
-ready) gets a CONSUMER span `process <subject>` whose parent is the trace in its
-lowercase `traceparent`/`tracestate` headers; infer requests are counted in
-tandem_inference_requests_total with transport "nats".
+Requests with a `tandem-request-id` are kept in the worker's RequestLedger
+(ledger.py): a message on `<prefix>.cancel` cancels the task of its id, and a
+copy of a request the worker has is answered with the first attempt's reply
+instead of running twice.
+
+The endpoints come from rpcs.RPCS, and every call goes through rpcs.answer, the
+policy it shares with the gRPC door (errors, span status, metrics); a traced RPC
+gets a CONSUMER span `process <subject>` whose parent is the trace in its
+lowercase `traceparent`/`tracestate` headers.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import socket
+import ssl
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import nats
 import nats.errors
@@ -36,61 +45,44 @@ from google.protobuf.message import DecodeError
 from nats import micro
 from nats.micro.service import ServiceConfig
 
-from tandem_inference import __version__, metrics, telemetry
+from tandem_inference import __version__, telemetry
 from tandem_inference.errors import DeadlineExceeded, InvalidArgument, TandemError, TooLarge
-from tandem_inference.pb import grpc_service_pb2 as pb
+from tandem_inference.ledger import Reply, RequestLedger
+from tandem_inference.rpcs import RPCS, Rpc, answer
 from tandem_inference.service import SERVER_NAME
-from tandem_inference.settings import is_subject_token
+from tandem_inference.settings import is_subject_token, redacted
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from google.protobuf.message import Message
     from nats.aio.client import Client
+    from nats.aio.msg import Msg
     from nats.micro.request import Request
     from nats.micro.service import Service
-    from opentelemetry.trace import Span
 
     from tandem_inference.service import InferenceService
     from tandem_inference.settings import Settings
 
-    Call = Callable[[Any, float | None], Awaitable[Message]]
-
 log = logging.getLogger(__name__)
 
+# proto/README.md, "Headers": the caller's budget (relative ms), its deadline
+# (absolute, Unix ms), and the request's id (the same on every attempt).
 TIMEOUT_HEADER = "tandem-timeout"
+DEADLINE_HEADER = "tandem-deadline"
+REQUEST_ID_HEADER = "tandem-request-id"
 # Short, so that a worker is back within a fraction of a second of the server; and
 # the first connect retries the same way, since the gateway's embedded NATS server
 # may start after the worker.
 RECONNECT_WAIT_S = 0.25
-Request_ = TypeVar("Request_")
-Response_ = TypeVar("Response_")
+_WHOLE_MS = re.compile(r"-?[0-9]{1,18}")
 
 
 @dataclass(frozen=True, slots=True)
-class _Rpc:
-    """One endpoint: its subject, what its payload is, and the service call behind it."""
+class _Endpoint:
+    """One subject this worker serves: an RPC, and for the per-model RPCs, its model."""
 
-    name: str
+    rpc: Rpc
     subject: str
-    request_type: type[Message]
-    call: Call
-    # For per-model subjects: the model, and the request's field that names it.
     model: str = ""
-    model_field: str = ""
-    # Health checks are not traced: they would drown the traces that matter.
-    traced: bool = True
-
-
-def _without_deadline(
-    method: Callable[[Request_], Awaitable[Response_]],
-) -> Callable[[Request_, float | None], Awaitable[Response_]]:
-    """An RPC that answers at once from memory: a deadline has nothing to stop."""
-
-    async def call(request: Request_, deadline: float | None) -> Response_:
-        return await method(request)
-
-    return call
 
 
 class NatsWorker:
@@ -102,6 +94,7 @@ class NatsWorker:
         self._nc: Client | None = None
         self._micro: Service | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._ledger = RequestLedger()
         self._connected_once = False
         self._stopping = False
         self._serving = False
@@ -123,7 +116,7 @@ class NatsWorker:
 
     async def start(self) -> None:
         """Connect; retries until the server is up, then reconnects for ever."""
-        log.info("nats connecting", extra={"url": self._settings.nats_url})
+        log.info("nats connecting", extra={"url": redacted(self._settings.nats_url)})
         self._nc = await nats.connect(
             servers=[u.strip() for u in self._settings.nats_url.split(",")],
             name=f"{SERVER_NAME} {socket.gethostname()} pid {os.getpid()}",
@@ -132,6 +125,7 @@ class NatsWorker:
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
+            **connect_options(self._settings),
         )
         self._connected_once = True
         log.info("nats connected", extra={"url": self._url()})
@@ -143,6 +137,7 @@ class NatsWorker:
             await self._add_service()
             self._serving = True
             return
+        # Cancels still matter for what was taken; the connection's drain ends them.
         if self._micro is None:
             return
         # Service.stop() would unsubscribe, which drops the messages this worker has
@@ -181,6 +176,8 @@ class NatsWorker:
 
     async def _add_service(self) -> None:
         assert self._nc is not None, "start() first"
+        # Every worker hears every cancel (no queue group): any of them may hold the id.
+        await self._nc.subscribe(f"{self._settings.nats_subject_prefix}.cancel", cb=self._on_cancel)
         self._micro = await micro.add_service(
             self._nc,
             ServiceConfig(
@@ -190,12 +187,12 @@ class NatsWorker:
                 queue_group=self._settings.nats_queue_group,
             ),
         )
-        for rpc in self._rpcs():
+        for endpoint in self._endpoints():
             await self._micro.add_endpoint(
-                name=rpc.name,
-                subject=rpc.subject,
-                handler=functools.partial(self._take, rpc),
-                metadata={"model": rpc.model} if rpc.model else None,
+                name=endpoint.rpc.name,
+                subject=endpoint.subject,
+                handler=functools.partial(self._take, endpoint),
+                metadata={"model": endpoint.model} if endpoint.model else None,
             )
         await self._nc.flush()
         log.info(
@@ -206,115 +203,84 @@ class NatsWorker:
             },
         )
 
-    def _rpcs(self) -> list[_Rpc]:
-        prefix, service = self._settings.nats_subject_prefix, self._service
-        rpcs = [
-            _Rpc(
-                "ServerLive",
-                f"{prefix}.server.live",
-                pb.ServerLiveRequest,
-                _without_deadline(service.server_live),
-                traced=False,
-            ),
-            _Rpc(
-                "ServerReady",
-                f"{prefix}.server.ready",
-                pb.ServerReadyRequest,
-                _without_deadline(service.server_ready),
-                traced=False,
-            ),
-            _Rpc(
-                "ServerMetadata",
-                f"{prefix}.server.metadata",
-                pb.ServerMetadataRequest,
-                _without_deadline(service.server_metadata),
-            ),
+    def _endpoints(self) -> list[_Endpoint]:
+        prefix = self._settings.nats_subject_prefix
+        endpoints = [
+            _Endpoint(rpc, f"{prefix}.server.{rpc.verb}") for rpc in RPCS if not rpc.per_model
         ]
-        for model in service.repository.model_names:
+        for model in self._service.repository.model_names:
             if not is_subject_token(model):
                 log.warning(
                     "model name is not a NATS subject token; not served over NATS",
                     extra={"model": model},
                 )
                 continue
-            subject = f"{prefix}.models.{model}"
-            rpcs += [
-                _Rpc(
-                    "ModelReady",
-                    f"{subject}.ready",
-                    pb.ModelReadyRequest,
-                    _without_deadline(service.model_ready),
-                    model,
-                    "name",
-                    traced=False,
-                ),
-                _Rpc(
-                    "ModelMetadata",
-                    f"{subject}.metadata",
-                    pb.ModelMetadataRequest,
-                    _without_deadline(service.model_metadata),
-                    model,
-                    "name",
-                ),
-                _Rpc(
-                    "ModelInfer",
-                    f"{subject}.infer",
-                    pb.ModelInferRequest,
-                    service.model_infer,
-                    model,
-                    "model_name",
-                ),
+            endpoints += [
+                _Endpoint(rpc, f"{prefix}.models.{model}.{rpc.verb}", model)
+                for rpc in RPCS
+                if rpc.per_model
             ]
-        return rpcs
+        return endpoints
 
-    async def _take(self, rpc: _Rpc, msg: Request) -> None:
-        """The subscription's callback: start the budget's clock, hand off, return."""
-        task = asyncio.create_task(self._answer(rpc, msg, asyncio.get_running_loop().time()))
+    async def _take(self, endpoint: _Endpoint, msg: Request) -> None:
+        """The subscription's callback: note when, hand off, return."""
+        # First, so that the budget counts from as close to the wire as it can.
+        received = _Received(asyncio.get_running_loop().time(), time.time())
+        request_id = _header(msg, REQUEST_ID_HEADER)
+        earlier = self._ledger.earlier(request_id) if request_id else None
+        if earlier is not None:
+            # At most once: a copy of a request this worker has is answered with the
+            # first attempt's reply, not run again.
+            self._track(asyncio.create_task(_answer_again(msg, earlier)))
+            return
+        task = asyncio.create_task(self._answer(endpoint, msg, received, request_id))
+        self._track(task)
+        if request_id:
+            self._ledger.begin(request_id, task)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _answer(self, rpc: _Rpc, msg: Request, taken_at: float) -> None:
-        tracer = telemetry.tracer() if rpc.traced else None
-        if tracer is None:
-            status = await self._handle(rpc, msg, taken_at)
-        else:
-            group = self._settings.nats_queue_group
-            with telemetry.nats_consumer_span(tracer, rpc.subject, msg.headers, group) as span:
-                status = await self._handle(rpc, msg, taken_at, span)
-        if rpc.name == "ModelInfer":
-            metrics.REQUESTS.labels(rpc.model, "nats", status).inc()
+    async def _on_cancel(self, msg: Msg) -> None:
+        request_id = (msg.headers or {}).get(REQUEST_ID_HEADER)
+        if request_id and self._ledger.cancel(request_id):
+            log.debug("cancelled", extra={"request_id": request_id})
 
-    async def _handle(
-        self, rpc: _Rpc, msg: Request, taken_at: float, span: Span | None = None
-    ) -> str:
-        """Answer the message; returns the outcome as a gRPC status code's name."""
-        try:
-            deadline = _deadline(msg, taken_at)
-            if deadline is not None and deadline <= asyncio.get_running_loop().time():
-                raise DeadlineExceeded(
-                    f"the caller's budget ({TIMEOUT_HEADER} "
-                    f"{_header(msg, TIMEOUT_HEADER)} ms) ran out before the work started"
-                )
-            request = _parse(rpc, msg.data)
-            response = (await rpc.call(request, deadline)).SerializeToString()
-            if self._nc is not None and len(response) > self._nc.max_payload:
-                raise TooLarge(
-                    f"the response is {len(response)} bytes; the NATS server's max_payload "
-                    f"is {self._nc.max_payload}"
-                )
-        except Exception as caught:
-            if isinstance(caught, TandemError):
-                err = caught
-            else:
-                log.exception("unhandled error", extra={"rpc": rpc.name, "subject": rpc.subject})
-                err = TandemError("internal error; see the service's log")
-            status = err.grpc_status.name
-            if span is not None:
-                telemetry.set_error(span, status, server_fault=err.code >= 500)
-            await _respond(msg, error=err)
-            return status
-        await _respond(msg, response)
-        return "OK"
+    async def _answer(
+        self, endpoint: _Endpoint, msg: Request, received: _Received, request_id: str | None
+    ) -> None:
+        outcome = await answer(
+            endpoint.rpc,
+            lambda: self._work(endpoint, msg, received),
+            transport="nats",
+            model=endpoint.model,
+            models=self._service.repository,
+            open_span=lambda tracer: telemetry.nats_consumer_span(
+                tracer, endpoint.subject, msg.headers, self._settings.nats_queue_group
+            ),
+        )
+        if request_id:
+            self._ledger.answered(request_id, outcome)
+        await _reply(msg, outcome)
+
+    async def _work(self, endpoint: _Endpoint, msg: Request, received: _Received) -> bytes:
+        """The reply's payload: the caller's budget, the request, the call, the size."""
+        deadline = _deadline(msg, received)
+        if deadline is not None and deadline.at <= asyncio.get_running_loop().time():
+            raise DeadlineExceeded(f"{deadline.source} ran out before the work started")
+        request = _parse(endpoint, msg.data)
+        response = (
+            await endpoint.rpc.handler(
+                self._service, request, deadline.at if deadline is not None else None
+            )
+        ).SerializeToString()
+        if self._nc is not None and len(response) > self._nc.max_payload:
+            raise TooLarge(
+                f"the response is {len(response)} bytes; the NATS server's max_payload "
+                f"is {self._nc.max_payload}"
+            )
+        return response
 
     async def _on_error(self, err: Exception) -> None:
         if self._connected_once:
@@ -331,40 +297,112 @@ class NatsWorker:
 
     def _url(self) -> str:
         url = self._nc.connected_url if self._nc else None
-        return url.geturl() if url else ""
+        return redacted(url.geturl()) if url else ""
+
+
+def connect_options(settings: Settings) -> dict[str, Any]:
+    """nats.connect's options for the credentials and TLS in `settings`
+    (a `user:pass@` in the URL needs none: nats-py reads it from there)."""
+    options: dict[str, Any] = {}
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+        options["password"] = settings.nats_password
+    if settings.nats_creds is not None:
+        options["user_credentials"] = str(settings.nats_creds)
+    if settings.nats_nkey is not None:
+        options["nkeys_seed"] = str(settings.nats_nkey)
+    if settings.nats_tls_ca is not None or settings.nats_tls_cert is not None:
+        context = ssl.create_default_context(
+            cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None
+        )
+        if settings.nats_tls_cert is not None:
+            context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
+        options["tls"] = context
+    return options
 
 
 def _header(msg: Request, key: str) -> str | None:
     return (msg.headers or {}).get(key)
 
 
-def _deadline(msg: Request, taken_at: float) -> float | None:
-    """The loop time by which the caller needs its answer, from `tandem-timeout`."""
-    text = _header(msg, TIMEOUT_HEADER)
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """When the worker took a message, on the loop's clock and on the wall clock."""
+
+    loop: float
+    wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Deadline:
+    at: float  # the loop's time
+    source: str  # which header set it, for the 504's message
+
+
+def _deadline(msg: Request, received: _Received) -> _Deadline | None:
+    """The earlier of receipt + `tandem-timeout` and `tandem-deadline` (wall clock
+    to loop time at receipt), so the budget counts from when the gateway sent."""
+    found: list[_Deadline] = []
+    budget_ms = _milliseconds(msg, TIMEOUT_HEADER)
+    if budget_ms is not None:
+        found.append(
+            _Deadline(
+                received.loop + budget_ms / 1000,
+                f"the caller's budget ({TIMEOUT_HEADER} {budget_ms} ms)",
+            )
+        )
+    unix_ms = _milliseconds(msg, DEADLINE_HEADER)
+    if unix_ms is not None:
+        found.append(
+            _Deadline(
+                received.loop + unix_ms / 1000 - received.wall,
+                f"the caller's deadline ({DEADLINE_HEADER} {unix_ms} ms since 1970)",
+            )
+        )
+    return min(found, key=lambda d: d.at, default=None)
+
+
+def _milliseconds(msg: Request, header: str) -> int | None:
+    text = _header(msg, header)
     if text is None:
         return None
+    # ASCII digits only: int() would also take "1_000", " 5" and other scripts' digits.
+    if not _WHOLE_MS.fullmatch(text):
+        raise InvalidArgument(f'header {header}: "{text}" is not a whole number of milliseconds')
+    return int(text)
+
+
+async def _answer_again(msg: Request, earlier: asyncio.Future[Reply]) -> None:
+    """A copy's reply: the first attempt's, once it is there; none if it was cancelled."""
     try:
-        budget_ms = int(text)
-    except ValueError:
-        raise InvalidArgument(
-            f'header {TIMEOUT_HEADER}: "{text}" is not a whole number of milliseconds'
-        ) from None
-    return taken_at + budget_ms / 1000
+        outcome = await asyncio.shield(earlier)
+    except asyncio.CancelledError:
+        return
+    await _reply(msg, outcome)
 
 
-def _parse(rpc: _Rpc, data: bytes) -> Message:
+async def _reply(msg: Request, outcome: Reply) -> None:
+    if isinstance(outcome, TandemError):
+        await _respond(msg, error=outcome)
+    else:
+        await _respond(msg, outcome)
+
+
+def _parse(endpoint: _Endpoint, data: bytes) -> Message:
+    rpc = endpoint.rpc
     try:
         request = rpc.request_type.FromString(data)
     except DecodeError as err:
         name = rpc.request_type.DESCRIPTOR.full_name
         raise InvalidArgument(f"the payload is not a serialized {name}: {err}") from None
-    if rpc.model:
-        named = getattr(request, rpc.model_field)
+    if rpc.per_model:
+        named = rpc.model(request)
         if not named:
-            setattr(request, rpc.model_field, rpc.model)
-        elif named != rpc.model:
+            setattr(request, rpc.model_field, endpoint.model)
+        elif named != endpoint.model:
             raise InvalidArgument(
-                f'the payload names model "{named}", the subject {rpc.subject} model "{rpc.model}"'
+                f'the payload names model "{named}", the subject {endpoint.subject} '
+                f'model "{endpoint.model}"'
             )
     return request
 

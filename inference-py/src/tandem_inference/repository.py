@@ -2,7 +2,7 @@
 
 Layout (Triton's)::
 
-    <root>/<model>/config.toml       see tandem_inference.config
+    <root>/<model>/config.toml       see tandem_inference.model_config
     <root>/<model>/<version>/<file>  one folder per version, named by a positive integer
 
 Every version found is loaded; a request without a version gets the highest.
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tandem_inference import codec
-from tandem_inference.backends import backend_class
+from tandem_inference.backends import BACKEND_NAMES, backend_class
 from tandem_inference.batcher import DynamicBatcher
-from tandem_inference.config import CONFIG_FILENAME, ModelConfig, TensorSpec, read_config
 from tandem_inference.errors import ModelConfigError, NotFound, Unavailable
+from tandem_inference.model_config import CONFIG_FILENAME, ModelConfig, TensorSpec, read_config
 
 if TYPE_CHECKING:
     from tandem_inference.backends import Backend
@@ -147,6 +147,11 @@ def _scan(root: Path) -> dict[str, _Model]:
     models: dict[str, _Model] = {}
     for model_dir in sorted(p for p in root.iterdir() if (p / CONFIG_FILENAME).is_file()):
         config = read_config(model_dir)
+        if config.backend not in BACKEND_NAMES:
+            raise ModelConfigError(
+                f'{model_dir / CONFIG_FILENAME}: backend "{config.backend}" is not one of '
+                f"{', '.join(BACKEND_NAMES)}"
+            )
         versions = sorted(
             (p.name for p in model_dir.iterdir() if p.is_dir() and _is_version(p.name)),
             key=int,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from tandem_inference.backends import Backend
-    from tandem_inference.config import ModelConfig
+    from tandem_inference.model_config import ModelConfig
 
 
 @dataclass(slots=True, eq=False)

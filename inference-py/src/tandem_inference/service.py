@@ -1,8 +1,9 @@
 """The six OIP v2 RPCs, implemented once for every transport.
 
 Each method takes and returns the generated protobuf messages and raises
-TandemError; the front doors (gRPC and NATS) only move messages and map
-errors, so both transports answer the same way.
+TandemError; rpcs.py says which method serves which RPC and how every outcome
+is reported, and the front doors (gRPC and NATS) only move messages, so both
+transports answer the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tandem_inference.validation import decode_inputs, requested_outputs
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from tandem_inference.config import TensorSpec
+    from tandem_inference.model_config import TensorSpec
     from tandem_inference.repository import ModelRepository
 
 SERVER_NAME = "tandem-inference"

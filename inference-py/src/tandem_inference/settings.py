@@ -3,20 +3,26 @@
 A setting comes from its command-line flag if given, else from its environment
 variable, else from the named default below. The flags are generated from the
 fields, so the list here is the list in the README and in `--help`.
+
+Secrets (the NATS password, and whatever `user:pass@` a NATS URL holds) never
+show: not as `--help` defaults, not in the settings' repr, not in a log line
+(`redacted` below, which logs.py applies to every line).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 
 DEFAULT_MODEL_REPOSITORY = Path("models")
-# Every interface, as a container needs; the port is DESIGN.md's for the internal hop.
-DEFAULT_GRPC_ADDR = "0.0.0.0:50051"
+# Loopback unless told otherwise: the service has no authentication of its own, so
+# exposing it is a decision (containers pass 0.0.0.0:50051 explicitly).
+DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
 DEFAULT_LOG_LEVEL = "info"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
@@ -29,8 +35,23 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # proto/README.md, "The NATS mapping": both sides default to these.
 DEFAULT_NATS_SUBJECT_PREFIX = "oip.v2"
 DEFAULT_NATS_QUEUE_GROUP = "tandem-inference"
-# DESIGN.md's port for the service's /metrics; empty turns the endpoint off.
-DEFAULT_METRICS_ADDR = "0.0.0.0:9001"
+# The service's /metrics, on loopback like gRPC; empty turns the endpoint off.
+DEFAULT_METRICS_ADDR = "127.0.0.1:9001"
+# What a secret is shown as, wherever it would appear.
+REDACTED = "xxxxx"
+# The userinfo of a URL: `scheme://user:password@` or `scheme://token@`.
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s\"',]+)@")
+
+
+def redacted(text: str) -> str:
+    """`text` with the password of every URL in it replaced (`user:xxxxx@`), and a
+    lone token (`nats://token@host`, which NATS treats as a secret) too."""
+
+    def hide(match: re.Match[str]) -> str:
+        user, sep, _ = match["userinfo"].partition(":")
+        return f"{match['scheme']}{user}:{REDACTED}@" if sep else f"{match['scheme']}{REDACTED}@"
+
+    return _USERINFO.sub(hide, text)
 
 
 def _positive_float(text: str) -> float:
@@ -88,10 +109,25 @@ def _addr_or_empty(text: str) -> str:
     return text
 
 
+def _file(text: str) -> Path | None:
+    """A file that must exist; empty: none."""
+    if not text:
+        return None
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError("no such file")
+    return path
+
+
 def _setting(
-    flag: str, help_text: str, parse: Callable[[str], Any] = str, aliases: tuple[str, ...] = ()
+    flag: str,
+    help_text: str,
+    parse: Callable[[str], Any] = str,
+    aliases: tuple[str, ...] = (),
+    *,
+    secret: bool = False,
 ) -> dict[str, Any]:
-    return {"flag": flag, "help": help_text, "parse": parse, "aliases": aliases}
+    return {"flag": flag, "help": help_text, "parse": parse, "aliases": aliases, "secret": secret}
 
 
 class SettingsError(ValueError):
@@ -114,6 +150,22 @@ class Settings:
     grpc_addr: str = field(
         default=DEFAULT_GRPC_ADDR,
         metadata=_setting("--grpc-addr", "host:port the OIP gRPC service listens on"),
+    )
+    grpc_tls_cert: Path | None = field(
+        default=None,
+        metadata=_setting("--grpc-tls-cert", "PEM certificate (chain) of the gRPC server", _file),
+    )
+    grpc_tls_key: Path | None = field(
+        default=None,
+        metadata=_setting("--grpc-tls-key", "PEM private key of --grpc-tls-cert", _file),
+    )
+    grpc_tls_client_ca: Path | None = field(
+        default=None,
+        metadata=_setting(
+            "--grpc-tls-client-ca",
+            "PEM CA bundle: gRPC clients must present a certificate it signed (mTLS)",
+            _file,
+        ),
     )
     log_level: str = field(
         default=DEFAULT_LOG_LEVEL,
@@ -140,7 +192,35 @@ class Settings:
     )
     nats_url: str = field(
         default=DEFAULT_NATS_URL,
-        metadata=_setting("--nats-url", "NATS server(s) to serve on, comma-separated"),
+        metadata=_setting(
+            "--nats-url", "NATS server(s) to serve on, comma-separated; may hold user:pass@"
+        ),
+    )
+    nats_user: str = field(
+        default="", metadata=_setting("--nats-user", "NATS user name (with --nats-password)")
+    )
+    nats_password: str = field(
+        default="",
+        metadata=_setting("--nats-password", "NATS password; prefer the variable", secret=True),
+    )
+    nats_creds: Path | None = field(
+        default=None,
+        metadata=_setting("--nats-creds", "NATS credentials file (.creds: JWT and seed)", _file),
+    )
+    nats_nkey: Path | None = field(
+        default=None, metadata=_setting("--nats-nkey", "file holding an NATS nkey seed", _file)
+    )
+    nats_tls_ca: Path | None = field(
+        default=None,
+        metadata=_setting("--nats-tls-ca", "PEM CA bundle to verify the NATS server by", _file),
+    )
+    nats_tls_cert: Path | None = field(
+        default=None,
+        metadata=_setting("--nats-tls-cert", "PEM client certificate for NATS (mTLS)", _file),
+    )
+    nats_tls_key: Path | None = field(
+        default=None,
+        metadata=_setting("--nats-tls-key", "PEM private key of --nats-tls-cert", _file),
     )
     nats_subject_prefix: str = field(
         default=DEFAULT_NATS_SUBJECT_PREFIX,
@@ -165,6 +245,37 @@ class Settings:
         ),
     )
 
+    def __post_init__(self) -> None:
+        # (given, its flag, what it needs, that flag): a half-configured TLS or login
+        # fails at start, not at the first handshake.
+        needs = [
+            (self.grpc_tls_cert, "--grpc-tls-cert", self.grpc_tls_key, "--grpc-tls-key"),
+            (self.grpc_tls_key, "--grpc-tls-key", self.grpc_tls_cert, "--grpc-tls-cert"),
+            (
+                self.grpc_tls_client_ca,
+                "--grpc-tls-client-ca",
+                self.grpc_tls_cert,
+                "--grpc-tls-cert",
+            ),
+            (self.nats_tls_cert, "--nats-tls-cert", self.nats_tls_key, "--nats-tls-key"),
+            (self.nats_tls_key, "--nats-tls-key", self.nats_tls_cert, "--nats-tls-cert"),
+            (self.nats_password, "--nats-password", self.nats_user, "--nats-user"),
+        ]
+        for given, flag, needed, needed_flag in needs:
+            if given and not needed:
+                raise SettingsError(f"{flag} needs {needed_flag}")
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["secret"] and value:
+                value = REDACTED
+            elif isinstance(value, str):
+                value = redacted(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
     @property
     def front_doors(self) -> tuple[str, ...]:
         return tuple(self.serve.split(","))
@@ -181,12 +292,13 @@ class Settings:
             if only and f.name not in only:
                 continue
             meta = f.metadata
+            default = "" if meta["secret"] else f"; default {f.default or 'none'}"
             parser.add_argument(
                 meta["flag"],
                 *meta["aliases"],
                 dest=f.name,
                 default=None,
-                help=f"{meta['help']} (env {cls.env_name(f.name)}; default {f.default})",
+                help=f"{meta['help']} (env {cls.env_name(f.name)}{default})",
             )
 
     @classmethod
@@ -207,5 +319,6 @@ class Settings:
             try:
                 values[f.name] = f.metadata["parse"](text)
             except ValueError as err:
-                raise SettingsError(f"{source}={text!r}: {err}") from None
+                shown = REDACTED if f.metadata["secret"] else redacted(text)
+                raise SettingsError(f"{source}={shown!r}: {err}") from None
         return cls(**values)

@@ -50,10 +50,6 @@ DEFAULT_SERVICE_NAME = "tandem-inference"
 INSTRUMENTATION = "tandem_inference"
 # The agreed value on both sides of the hop (see the module docstring).
 SEMCONV_STABILITY_OPT_IN = "rpc"
-# Server-side gRPC codes that are the server's fault (RPC conventions): the span's
-# status is ERROR for these only; a caller's bad request is not a server error.
-_SERVER_ERRORS = frozenset({"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL"})
-_SERVER_ERRORS |= {"UNAVAILABLE", "DATA_LOSS"}
 
 _tracer: Tracer | None = None
 
@@ -168,15 +164,6 @@ def grpc_server_span(
         yield span
 
 
-def set_grpc_status(span: Span, status: str) -> None:
-    """`status`: the gRPC status code's name (OK, INVALID_ARGUMENT, ...)."""
-    if span.is_recording():
-        span.set_attribute("rpc.response.status_code", status)
-        if status in _SERVER_ERRORS:
-            span.set_status(Status(StatusCode.ERROR))
-            span.set_attribute("error.type", status)
-
-
 @contextmanager
 def nats_consumer_span(
     tracer: Tracer, subject: str, headers: Mapping[str, str] | None, queue_group: str
@@ -201,11 +188,19 @@ def nats_consumer_span(
         yield span
 
 
-def set_error(span: Span, error_type: str, *, server_fault: bool) -> None:
-    if span.is_recording():
-        span.set_attribute("error.type", error_type)
-        if server_fault:
-            span.set_status(Status(StatusCode.ERROR))
+def set_outcome(span: Span, transport: str, status: str, *, server_fault: bool) -> None:
+    """How the call ended (`status`: the gRPC code's name), in its span's conventions:
+    a gRPC SERVER span always carries `rpc.response.status_code`, and `error.type`
+    for the server's faults; a NATS CONSUMER span carries `error.type` on any
+    failure. Either is ERROR only for the server's faults (errors.SERVER_FAULTS)."""
+    if not span.is_recording():
+        return
+    if transport == "grpc":
+        span.set_attribute("rpc.response.status_code", status)
+    if server_fault or (transport != "grpc" and status != "OK"):
+        span.set_attribute("error.type", status)
+    if server_fault:
+        span.set_status(Status(StatusCode.ERROR))
 
 
 def trace_id(span: Span) -> str:

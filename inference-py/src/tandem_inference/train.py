@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from tandem_inference.config import CONFIG_FILENAME
 from tandem_inference.dataset import heldout, split
 from tandem_inference.errors import Internal, ModelConfigError
+from tandem_inference.model_config import CONFIG_FILENAME
 
 __all__ = ["MIN_ACCURACY", "build_models", "heldout", "train"]
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from tandem_inference.config import ModelConfig, TensorSpec
+    from tandem_inference.model_config import ModelConfig, TensorSpec
     from tandem_inference.pb.grpc_service_pb2 import ModelInferRequest
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tandem_inference.backends import backend_class
-from tandem_inference.config import ModelConfig, read_config
 from tandem_inference.errors import ModelConfigError
+from tandem_inference.model_config import ModelConfig, read_config
 from tandem_inference.train import MIN_ACCURACY
 
 ARTIFACTS = {"digits": "1/model.onnx", "digits-torch": "1/model.pt2"}

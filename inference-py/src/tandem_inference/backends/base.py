@@ -12,7 +12,7 @@ from tandem_inference.errors import ModelConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-    from tandem_inference.config import ModelConfig
+    from tandem_inference.model_config import ModelConfig
 
 
 class Backend(ABC):

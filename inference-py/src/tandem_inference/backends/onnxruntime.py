@@ -14,7 +14,7 @@ from tandem_inference.errors import ModelConfigError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tandem_inference.config import ModelConfig
+    from tandem_inference.model_config import ModelConfig
 
 # One thread and sequential execution: a small model gains nothing from a thread
 # pool (a batch of 128 digits runs in tens of microseconds), and pools spinning in

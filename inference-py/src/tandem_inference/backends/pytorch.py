@@ -20,7 +20,7 @@ from tandem_inference.errors import ModelConfigError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tandem_inference.config import ModelConfig
+    from tandem_inference.model_config import ModelConfig
 
 # torch.set_num_threads is process-wide: the last model loaded decides it for all.
 # One thread, for the same reason as in the ONNX Runtime backend: throughput comes

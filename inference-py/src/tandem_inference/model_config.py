@@ -1,5 +1,8 @@
 """A model's configuration: `<repository>/<model>/config.toml`, read with tomllib.
 
+A leaf of the package (it imports only the codec and the errors): the backends,
+the batcher and the validation all read a ModelConfig.
+
 The format follows Triton's model configuration, in TOML::
 
     name = "digits"               # must equal the folder's name
@@ -37,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from tandem_inference import codec
-from tandem_inference.backends import BACKEND_NAMES
 from tandem_inference.errors import InvalidArgument, ModelConfigError
 
 CONFIG_FILENAME = "config.toml"
@@ -124,9 +126,9 @@ def _parse(raw: dict[str, Any], folder: str) -> ModelConfig:
     name = _str(raw, "name")
     if name != folder:
         raise ValueError(f'name "{name}" differs from the folder\'s name "{folder}"')
+    # Which backends exist is the backends package's business; the repository checks
+    # the name against it (so this module, which the backends import, imports none).
     backend = _str(raw, "backend")
-    if backend not in BACKEND_NAMES:
-        raise ValueError(f'backend "{backend}" is not one of {", ".join(BACKEND_NAMES)}')
     max_batch_size = raw.get("max_batch_size", 0)
     if not isinstance(max_batch_size, int) or max_batch_size < 0:
         raise ValueError("max_batch_size must be an integer >= 0")
