@@ -151,8 +151,8 @@ def test_metrics_move(traced: Stack) -> None:
     assert delta(gateway, "tandem_gateway_request_duration_seconds_count", model="digits") >= 2
     assert "tandem_gateway_in_flight_requests" in after[gateway]
 
-    assert delta(python, "tandem_inference_requests_total", model="digits", status="OK") >= 1
-    bad_status = {"model": "digits", "status": "INVALID_ARGUMENT"}
+    assert delta(python, "tandem_inference_requests_total", model="digits", code="OK") >= 1
+    bad_status = {"model": "digits", "code": "INVALID_ARGUMENT"}
     assert delta(python, "tandem_inference_requests_total", **bad_status) == 1
     for name in ("batch_size", "queue_seconds", "execute_seconds"):
         assert delta(python, f"tandem_inference_{name}_count", model="digits") >= 1, name
