@@ -165,7 +165,7 @@ async def test_model_rpcs(nc: Client, model: str, digits: Digits) -> None:
             INFER,
             raw_request(np.zeros((1, 64), np.float32)),
             # Sent a second ago with a budget of half a second: spent before it arrived.
-            {"tandem-deadline": str(int(time.time() * 1000) - 500), "tandem-timeout": "60000"},
+            {"tandem-deadline": "NOW-500", "tandem-timeout": "60000"},
             "504",
             "the caller's deadline (tandem-deadline ",
         ),
@@ -173,7 +173,7 @@ async def test_model_rpcs(nc: Client, model: str, digits: Digits) -> None:
             INFER,
             raw_request(np.zeros((1, 64), np.float32)),
             # The earlier of the two wins: here the relative budget.
-            {"tandem-deadline": str(int(time.time() * 1000) + 60000), "tandem-timeout": "0"},
+            {"tandem-deadline": "NOW+60000", "tandem-timeout": "0"},
             "504",
             "the caller's budget (tandem-timeout 0 ms) ran out before the work started",
         ),
@@ -189,6 +189,12 @@ async def test_errors_travel_as_headers(
     message: str,
 ) -> None:
     data = payload if isinstance(payload, bytes) else payload.SerializeToString()
+    # "NOW±ms": a wall-clock deadline relative to when the test runs, not to when
+    # the parameters were collected (a long session would have spent it already).
+    now_ms = int(time.time() * 1000)
+    headers = {
+        k: str(now_ms + int(v[3:])) if v.startswith("NOW") else v for k, v in headers.items()
+    }
     got_code, got_message = await error(nc, subject, data, **headers)
     assert got_code == code
     assert message in got_message
