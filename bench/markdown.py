@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from summary import HOP_PLOT, LocustSummary, PhasesSummary, Summary
+from collections.abc import Sequence
+
+from summary import HOP_PLOT, LocustSummary, PhasesSummary, SameCpu, Summary
 
 # Mean CPU of other processes during the sweep above which the summary warns.
 NOISY_OTHERS_PCT = 10.0
@@ -18,30 +20,18 @@ def _verdict(met: bool) -> str:
     return "met" if met else "**not met**"
 
 
-def render(summary: Summary) -> str:
+def _headline(summary: Summary) -> list[str]:
     st, head = summary["settings"], summary["headline"]
-    lines = [
-        f"# Tandem benchmark ({summary['mode']}), {summary['generated']}",
-        "",
-        f"Commit `{summary['commit']}` on {summary['machine']['cpu_model'] or 'unknown CPU'}, "
-        f"{summary['machine']['cpus']} cores. {summary['note']}",
-        "",
-    ]
-    if summary["others_cpu_pct"] > NOISY_OTHERS_PCT:
-        lines += [
-            f"**Not a quiet machine: other processes used {summary['others_cpu_pct']:.0f}% of "
-            "a core on average during the sweeps** (`others` in the CPU figures); the "
-            "capacities are lower and noisier than this machine alone would give.",
-            "",
-        ]
-    if summary["mode"] == "quick":
-        lines += ["**Quick mode: a smoke test of the pipeline; the figures mean nothing.**", ""]
-    lines += ["## Headline", ""]
+    lines: list[str] = []
+    same_cpu = summary.get("same_cpu")
+    if same_cpu:
+        lines += _same_cpu_headline(same_cpu, st["bound_ms"])
     ratio = head.get("capacity_ratio")
     if ratio:
+        where = "all cores shared, " if same_cpu else ""
         lines.append(
-            f"- Capacity at p99 ≤ {st['bound_ms']:g} ms, best gateway scenario / baseline: "
-            f"{ratio['gateway']} {ratio['gateway_rps']:,.0f} / {ratio['baseline']} "
+            f"- Capacity at p99 ≤ {st['bound_ms']:g} ms, {where}best gateway scenario / "
+            f"baseline: {ratio['gateway']} {ratio['gateway_rps']:,.0f} / {ratio['baseline']} "
             f"{ratio['baseline_rps']:,.0f} req/s = **{ratio['value']}×** (target ≥ "
             f"{ratio['target']:g}×: {_verdict(ratio['met'])})"
             + ("" if ratio["exact"] else "; a sweep never failed, so a capacity is a lower bound")
@@ -90,6 +80,29 @@ def render(summary: Summary) -> str:
             f"req/s): CPU {busy} — {lim['total_cpu_pct']:.0f}% of the machine's "
             f"{lim['machine_pct']}%"
         )
+    return lines
+
+
+def render(summary: Summary) -> str:
+    st = summary["settings"]
+    lines = [
+        f"# Tandem benchmark ({summary['mode']}), {summary['generated']}",
+        "",
+        f"Commit `{summary['commit']}` on {summary['machine']['cpu_model'] or 'unknown CPU'}, "
+        f"{summary['machine']['cpus']} cores. {summary['note']}",
+        "",
+    ]
+    if summary["others_cpu_pct"] > NOISY_OTHERS_PCT:
+        lines += [
+            f"**Not a quiet machine: other processes used {summary['others_cpu_pct']:.0f}% of "
+            "a core on average during the sweeps** (`others` in the CPU figures); the "
+            "capacities are lower and noisier than this machine alone would give.",
+            "",
+        ]
+    if summary["mode"] == "quick":
+        lines += ["**Quick mode: a smoke test of the pipeline; the figures mean nothing.**", ""]
+    lines += ["## Headline", "", *_headline(summary)]
+    same_cpu = summary.get("same_cpu")
     lines += [
         "",
         "## Scenarios",
@@ -144,6 +157,8 @@ def render(summary: Summary) -> str:
                 f"{'pass' if s['pass'] else 'fail'} |"
             )
         lines.append("")
+    if same_cpu:
+        lines += _same_cpu_section(same_cpu, st["bound_ms"])
     lines += _phases_markdown(summary.get("phases", {}))
     lines += [
         "## Plots",
@@ -163,6 +178,68 @@ def render(summary: Summary) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cpus(cpus: Sequence[int]) -> str:
+    return ",".join(str(c) for c in cpus)
+
+
+def _same_cpu_headline(same: SameCpu, bound_ms: object) -> list[str]:
+    """Capacity per core of each shipped configuration against the baseline, same CPUs."""
+    base = same["baseline_rps"]
+    cores = max(1, len(same["servers"]))
+    if base is None:
+        return [
+            f"- Same CPU budget: the baseline has no capacity in that pass (p99 ≤ {bound_ms} ms)"
+        ]
+    lower = "" if same["baseline_bounded"] else "≥ "
+    head = (
+        f"- **Capacity per core** at p99 ≤ {bound_ms} ms, open loop, with every server on "
+        f"CPU {_cpus(same['servers'])} and the driver on CPU {_cpus(same['driver'])}, side by "
+        f"side in one pass: baseline {lower}{base / cores:,.0f} req/s per core"
+    )
+    parts = [
+        f"{p['scenario']} {'' if p['bounded'] else '≥ '}{p['per_core_rps']:,.0f} "
+        f"(**{p['ratio']}×**)"
+        for p in same["per_core"]
+        if p["shipped"]
+    ]
+    if not parts:
+        return [head]
+    return [head + "; shipped configurations: " + ", ".join(parts) + " (× the baseline's)"]
+
+
+def _same_cpu_section(same: SameCpu, bound_ms: object) -> list[str]:
+    lines = [
+        "## Same CPU budget",
+        "",
+        f"Every server process (gateways, Python service, nats-server, baseline) confined to "
+        f"CPU {_cpus(same['servers'])} (GOMAXPROCS {len(same['servers'])}), the driver to CPU "
+        f"{_cpus(same['driver'])}; the same sweep as above, no one-in-flight rounds. Capacity "
+        f"per core is the highest passing rate (p99 ≤ {bound_ms} ms, no errors) over the "
+        f"servers' {len(same['servers'])} core(s); × baseline is the ratio to the baseline's, "
+        f"measured in the same pass. Other processes: {same['others_cpu_pct']:.0f}% of a core "
+        "on average during its steps.",
+        "",
+        "| scenario | gateway | shipped | capacity (req/s) | per core | × baseline |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    if same["baseline_rps"] is not None:
+        cores = max(1, len(same["servers"]))
+        lower = "" if same["baseline_bounded"] else "≥ "
+        lines.append(
+            f"| {same['baseline']} | – | – | {lower}{same['baseline_rps']:,.0f} | "
+            f"{lower}{same['baseline_rps'] / cores:,.0f} | 1 |"
+        )
+    for p in same["per_core"]:
+        lower = "" if p["bounded"] else "≥ "
+        ratio = "–" if p["ratio"] is None else f"{p['ratio']}×"
+        lines.append(
+            f"| {p['scenario']} | {p['via']} | {'yes' if p['shipped'] else ''} | "
+            f"{lower}{p['capacity_rps']:,.0f} | {lower}{p['per_core_rps']:,.0f} | {ratio} |"
+        )
+    lines.append("")
+    return lines
 
 
 def _phases_markdown(phases: PhasesSummary) -> list[str]:

@@ -3,15 +3,14 @@
 The Go structs' JSON tags are the source of truth (plan.go, measure.go, main.go);
 tests/test_bench_schema.py checks every field name here against them. The plan is
 a dataclass because the Python side builds it; the result is TypedDicts because
-the Python side only reads it (json.loads, then these types).
+the Python side only reads it (json.loads, then these types). No postponed
+annotations here: the TypedDicts' NotRequired keys must be known at run time.
 """
-
-from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import NotRequired, TypedDict, cast
+from typing import NotRequired, Self, TypedDict, cast
 
 
 class Kind(StrEnum):
@@ -46,7 +45,7 @@ class ScenarioSpec:
         return out
 
     @classmethod
-    def from_json(cls, raw: dict[str, object]) -> ScenarioSpec:
+    def from_json(cls, raw: dict[str, object]) -> Self:
         return cls(**{**raw, "kind": Kind(str(raw["kind"]))})  # type: ignore[arg-type]
 
 
@@ -87,7 +86,7 @@ class Plan:
         return json.dumps(self.to_json(), indent=1)
 
     @classmethod
-    def from_json(cls, raw: dict[str, object]) -> Plan:
+    def from_json(cls, raw: dict[str, object]) -> Self:
         specs = cast("list[dict[str, object]]", raw.get("scenarios") or [])
         pixels = cast("list[float]", raw.get("pixels") or [])
         rest = {k: v for k, v in raw.items() if k not in ("scenarios", "pixels")}
@@ -227,7 +226,7 @@ class Sample:
         return {"t": self.t, **self.usage}
 
     @classmethod
-    def from_json(cls, raw: dict[str, object]) -> Sample:
+    def from_json(cls, raw: dict[str, object]) -> Self:
         usage = {k: cast("Usage", v) for k, v in raw.items() if k != "t"}
         return cls(t=float(cast("float", raw["t"])), usage=usage)
 
