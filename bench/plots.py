@@ -10,6 +10,7 @@ import matplotlib as mpl
 
 mpl.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from schema import Report, spec_name
@@ -40,39 +41,29 @@ def hops(path: Path, traces: dict[str, TraceRow]) -> None:
 
 
 def latency_vs_rate(path: Path, rows: Sequence[ScenarioRow], bound_ms: float) -> None:
-    fig, ax = plt.subplots(figsize=(8, 5))
+    """p50 and p99 against offered rate, in two panels; one legend outside the data."""
+    fig, (p50_ax, p99_ax) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
     for i, r in enumerate(rows):
         steps = sorted(r["steps"], key=lambda s: s["offered_rps"])
         if not steps:
             continue
-        color = f"C{i}"
         x = [s["offered_rps"] for s in steps]
-        ax.plot(
-            x,
-            [s["latency"]["p99_us"] / 1000 for s in steps],
-            "o-",
-            color=color,
-            label=f"{r['name']} p99",
+        for ax, key in ((p50_ax, "p50_us"), (p99_ax, "p99_us")):
+            ys = [s["latency"][key] / 1000 for s in steps]  # type: ignore[literal-required]
+            ax.plot(x, ys, "o-", color=f"C{i}", label=r["name"])
+    p99_ax.axhline(bound_ms, color="grey", linestyle=":", label=f"p99 bound {bound_ms:g} ms")
+    for ax, which in ((p50_ax, "p50"), (p99_ax, "p99")):
+        ax.set(
+            xlabel="offered rate (req/s)",
+            ylabel=f"{which} from intended send (ms)",
+            yscale="log",
+            title=f"{which} against offered rate (open loop)",
         )
-        ax.plot(
-            x,
-            [s["latency"]["p50_us"] / 1000 for s in steps],
-            "x--",
-            color=color,
-            label=f"{r['name']} p50",
-        )
-    ax.axhline(bound_ms, color="grey", linestyle=":", label=f"p99 bound {bound_ms:g} ms")
-    ax.set(
-        xlabel="offered rate (req/s)",
-        ylabel="latency from intended send (ms)",
-        yscale="log",
-        title="Latency against offered rate (open loop)",
-    )
-    _plain_log_labels(ax)
-    ax.grid(visible=True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
+        _plain_log_labels(ax)
+        ax.grid(visible=True, which="both", alpha=0.3)
+    p99_ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -121,9 +112,10 @@ def cdfs(path: Path, result: Report) -> None:
     _cdf_axes(closed_ax, "One request in flight")
     for ax in (open_ax, closed_ax):
         if ax.lines:
-            ax.legend(fontsize="small")
+            # Below the panel: the tail, where lines cross, stays clear.
+            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -141,6 +133,7 @@ def cpu(path: Path, rows: Sequence[ScenarioRow]) -> None:
     # One colour per process across all panels.
     every = sorted({n for r in swept for s in r["steps"] for n in s["processes"]})
     colour = {n: f"C{i}" for i, n in enumerate(every)}
+    plotted: set[str] = set()
     for ax, r in zip(axes[0], swept, strict=False):
         steps = sorted(r["steps"], key=lambda s: s["offered_rps"])
         # Only the processes that worked in this scenario; the idle ones are flat at zero.
@@ -149,9 +142,12 @@ def cpu(path: Path, rows: Sequence[ScenarioRow]) -> None:
             xs = [s["offered_rps"] for s in steps if n in s["processes"]]
             ys = [s["processes"][n]["cpu_pct"] for s in steps if n in s["processes"]]
             ax.plot(xs, ys, "o-", color=colour[n], label=n)
+            plotted.add(n)
         ax.set(title=r["name"], xlabel="offered rate (req/s)", ylabel="CPU (% of one core)")
         ax.grid(visible=True, alpha=0.3)
-        ax.legend(fontsize="small")
+    # One legend for every panel, right of them: the colours are the same throughout.
+    handles = [Line2D([], [], color=colour[n], marker="o", label=n) for n in sorted(plotted)]
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 0.98))
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
