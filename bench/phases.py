@@ -17,6 +17,7 @@ from tandem_stack import otlp
 from tandem_stack.stack import GATEWAY
 
 from driver import drive, spec, with_scenarios
+from progress import Progress
 from scenarios import SCENARIOS, TRACED, Phases, Role
 from schema import Kind, Plan, Report, spec_name, spec_target
 
@@ -72,7 +73,10 @@ def profile_phase(
 
     fetcher = threading.Thread(target=fetch, name="pprof", daemon=True)
     fetcher.start()
-    out, samples = drive(with_scenarios(run, [one]), raw, "profile", services.processes)
+    plan = with_scenarios(run, [one])
+    out, samples = drive(
+        plan, raw, "profile", services.processes, on_line=Progress("profile", plan)
+    )
     fetcher.join(phases.profile_s + 40)
     top: dict[str, list[str]] = {}
     if path.is_file():
@@ -118,7 +122,8 @@ def trace_phase(
         closed_requests=phases.trace_requests,
         closed_rounds=1,
     )
-    out, samples = drive(with_scenarios(run, specs), raw, "traces", services.processes)
+    plan = with_scenarios(run, specs)
+    out, samples = drive(plan, raw, "traces", services.processes, on_line=Progress("traces", plan))
     _settle(receiver)
     spans = list(receiver.spans)
     by_trace: dict[str, list[otlp.Span]] = {}
@@ -202,7 +207,8 @@ def overhead_phase(
         retries=0,
     )
     processes = {**services.processes, **traced_services.processes}
-    out, samples = drive(with_scenarios(run, specs), raw, "overhead", processes)
+    plan = with_scenarios(run, specs)
+    out, samples = drive(plan, raw, "overhead", processes, on_line=Progress("overhead", plan))
     described: dict[str, OverheadConfig] = {
         k: {"gateway": g, "python": p} for k, (g, p, _) in configs.items()
     }

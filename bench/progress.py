@@ -36,10 +36,8 @@ class Progress:
         self.bound = plan_bound_s(plan)
         self.later = later_s  # what the run still has to do after this part
         self.start = time.monotonic()
-        say(
-            f"{label}: {len(plan.scenarios)} scenarios, at most ~{self.bound:.0f} s "
-            f"(then ~{later_s:.0f} s more)"
-        )
+        then = f" (then ~{later_s:.0f} s more)" if later_s else ""
+        say(f"{label}: {len(plan.scenarios)} scenario(s), at most ~{self.bound:.0f} s{then}")
 
     def __call__(self, line: str) -> None:
         elapsed = time.monotonic() - self.start

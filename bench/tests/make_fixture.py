@@ -18,6 +18,8 @@ from typing import Any
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "quick"
 KEEP = {"baseline", "rest-gateway-grpc", "rest-gateway-nats-coalesce", "grpc-gateway-grpc"}
 KEEP |= {"python-grpc", "rest-gateway-grpc-coalesce"}
+# The same-CPU pass: the baseline and the shipped configurations.
+KEEP_SAME = {"baseline", "rest-gateway-grpc-coalesce", "rest-gateway-nats-coalesce"}
 PROCESSES = {"python", "gateway-grpc", "gateway-grpc-coalesce", "gateway-nats-coalesce"}
 PROCESSES |= {"baseline", "loadgen", "others"}
 PROCESSES |= {"nats-server", "python-traced", "gateway-grpc-traced", "gateway-grpc-traced-1pct"}
@@ -35,7 +37,7 @@ def _round(v: Any) -> Any:  # noqa: ANN401 (any JSON)
 
 def _stats(stats: dict[str, Any]) -> None:
     cdf = stats.get("cdf") or []
-    stats["cdf"] = cdf[::16] + cdf[-1:] if cdf else stats.get("cdf")
+    stats["cdf"] = cdf[::32] + cdf[-1:] if cdf else stats.get("cdf")
 
 
 def _report(report: dict[str, Any], keep: set[str] | None = None) -> dict[str, Any]:
@@ -54,7 +56,7 @@ def _report(report: dict[str, Any], keep: set[str] | None = None) -> dict[str, A
     return report
 
 
-def _samples(samples: list[dict[str, Any]], every: int = 6) -> list[dict[str, Any]]:
+def _samples(samples: list[dict[str, Any]], every: int = 8) -> list[dict[str, Any]]:
     return [{k: v for k, v in s.items() if k == "t" or k in PROCESSES} for s in samples[::every]]
 
 
@@ -66,7 +68,7 @@ def main(run: Path) -> None:
     for name in ("profile", "traces", "overhead"):
         phase = phases[name]
         phase["result"] = _report(phase["result"])
-        phase["samples"] = _samples(phase["samples"], every=3)
+        phase["samples"] = _samples(phase["samples"], every=4)
     phases["profile"]["top"] = {k: v[:4] for k, v in phases["profile"]["top"].items()}
     out = {
         "loadgen.json": loadgen,
@@ -75,7 +77,7 @@ def main(run: Path) -> None:
     }
     # The same-CPU pass, when the run had one (--cpu both).
     if (raw / "samecpu.json").is_file():
-        out["samecpu.json"] = _report(json.loads((raw / "samecpu.json").read_text()), KEEP)
+        out["samecpu.json"] = _report(json.loads((raw / "samecpu.json").read_text()), KEEP_SAME)
         out["samecpu-samples.json"] = _samples(
             json.loads((raw / "samecpu-samples.json").read_text())
         )
