@@ -32,6 +32,8 @@ class Sampler(threading.Thread):
         usage: dict[str, Usage] = {}
         for name, pid in self.pids.items():
             try:
+                if self._procs.get(pid) and self._procs[pid].status() == psutil.STATUS_ZOMBIE:
+                    continue  # exited, not yet reaped: no figures to take
                 family = self._family(pid)
                 cpu = sum(p.cpu_percent(None) for p in family)
                 rss = sum(p.memory_info().rss for p in family)

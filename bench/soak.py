@@ -250,11 +250,20 @@ def plot(path: Path, summary: SoakSummary, samples: Sequence[Sample], started: f
     lat.set(ylabel="latency (ms)", title=f"Per {summary['window_s']:g} s window", ylim=(0, None))
     lat.grid(visible=True, alpha=0.3)
     lat.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    for i, name in enumerate(summary["processes"]):
+    # Growth since the start, so that a 30 MB gateway and a 800 MB Python service
+    # share one scale; where each started is in the legend.
+    servers = [n for n in summary["processes"] if not n.startswith("loadgen")]
+    for i, name in enumerate(servers):
         pts = [(s.t - started, s.usage[name]["rss"] / MB) for s in samples if name in s.usage]
         if pts:
-            mem.plot(*zip(*pts, strict=True), "-", color=f"C{i}", label=name)
-    mem.set(xlabel="seconds into the soak", ylabel="RSS (MB)", title="RSS", ylim=(0, None))
+            first = pts[0][1]
+            xs, ys = zip(*[(t, mb - first) for t, mb in pts], strict=True)
+            mem.plot(xs, ys, "-", color=f"C{i}", label=f"{name} ({first:.0f} MB at start)")
+    mem.set(
+        xlabel="seconds into the soak",
+        ylabel="RSS − RSS at start (MB)",
+        title="RSS growth per process",
+    )
     mem.grid(visible=True, alpha=0.3)
     mem.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
