@@ -349,18 +349,23 @@ def render_locust(summary: LocustSummary) -> str:
         "servers, the Python service and Locust (one process per core). Closed loop: each "
         "user sends its next request when the last one is answered, so these are throughput "
         "and latency at a fixed concurrency, and Locust's own CPU caps them; capacity at a "
-        "latency bound comes from `run.py` without `--locust`.",
+        "latency bound comes from `run.py` without `--locust`. Server-Timing: the mean of "
+        "each part the gateway reported (edge, hop, python, queue, model), from Locust's own "
+        "entries for them.",
         "",
-        "| scenario | Locust user | users | req/s | failures | p50 | p99 | CPU (% of a core) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| scenario | Locust user | users | req/s | failures | p50 | p99 | CPU (% of a core) "
+        "| Server-Timing, mean |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for s in scenarios:
         cpu = ", ".join(
             f"{k} {v['cpu_pct']:.0f}%" for k, v in s["processes"].items() if v["cpu_pct"] >= 2
         )
+        parts = s["server_timing_mean_ms"]
+        timing = ", ".join(f"{k} {_us(v * 1000)}" for k, v in parts.items()) or "–"
         lines.append(
             f"| {s['name']} | {s['locust_user']} | {s['users']} | {s['rps']:,.0f} | "
-            f"{s['failures']} | {s['p50_ms']:g} ms | {s['p99_ms']:g} ms | {cpu} |"
+            f"{s['failures']} | {s['p50_ms']:g} ms | {s['p99_ms']:g} ms | {cpu} | {timing} |"
         )
     if scenarios:
         reports = ", ".join(f"[{p}]({p})" for p in scenarios[0]["reports"])

@@ -703,7 +703,8 @@ class LocustRow(TypedDict):
     scenario: str
     user: str
     users: int
-    stats: dict[str, str]  # the Aggregated row of Locust's <scenario>_stats.csv
+    stats: dict[str, str]  # the path's row of Locust's <scenario>_stats.csv
+    timing_mean_ms: NotRequired[dict[str, float]]  # each Server-Timing part, mean
     samples: list[dict[str, object]]  # Sample.to_json()
     started: float
     ended: float
@@ -719,6 +720,7 @@ class LocustScenario(TypedDict):
     p50_ms: float
     p99_ms: float
     processes: dict[str, ProcUse]
+    server_timing_mean_ms: dict[str, float]
     reports: list[str]
 
 
@@ -746,6 +748,7 @@ def locust_summary(rows: Sequence[LocustRow], meta: Meta) -> LocustSummary:
                 "p50_ms": float(st["50%"]),
                 "p99_ms": float(st["99%"]),
                 "processes": window(samples, r["started"], r["ended"]),
+                "server_timing_mean_ms": r.get("timing_mean_ms", {}),
                 "reports": [f"locust/{r['scenario']}.html", f"locust/{r['scenario']}_stats.csv"],
             }
         )
