@@ -28,7 +28,9 @@ def _headline(summary: Summary) -> list[str]:
         lines += _same_cpu_headline(same_cpu, st["bound_ms"])
     ratio = head.get("capacity_ratio")
     if ratio:
-        where = "all cores shared, " if same_cpu else ""
+        where = ""
+        if same_cpu:
+            where = "same CPU budget, " if same_cpu["whole_run"] else "all cores shared, "
         lines.append(
             f"- Capacity at p99 ≤ {st['bound_ms']:g} ms, {where}best gateway scenario / "
             f"baseline: {ratio['gateway']} {ratio['gateway_rps']:,.0f} / {ratio['baseline']} "
@@ -215,7 +217,13 @@ def _same_cpu_section(same: SameCpu, bound_ms: object) -> list[str]:
         "",
         f"Every server process (gateways, Python service, nats-server, baseline) confined to "
         f"CPU {_cpus(same['servers'])} (GOMAXPROCS {len(same['servers'])}), the driver to CPU "
-        f"{_cpus(same['driver'])}; the same sweep as above, no one-in-flight rounds. Capacity "
+        f"{_cpus(same['driver'])}; "
+        + (
+            "the whole run above (`--cpu same`). "
+            if same["whole_run"]
+            else "the same sweep as above, in a pass of its own, no one-in-flight rounds. "
+        )
+        + "Capacity "
         f"per core is the highest passing rate (p99 ≤ {bound_ms} ms, no errors) over the "
         f"servers' {len(same['servers'])} core(s); × baseline is the ratio to the baseline's, "
         f"measured in the same pass. Other processes: {same['others_cpu_pct']:.0f}% of a core "

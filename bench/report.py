@@ -80,6 +80,7 @@ def write_report(
     quick: bool,
     made: tuple[str, str] | None = None,
     same_cpu: tuple[Report, Sequence[Sample], Sequence[int], Sequence[int]] | None = None,
+    same_cpu_only: bool = False,
 ) -> Summary:
     """Write the run's summary and plots; made is (generated, commit) of a run re-rendered."""
     summary = summarize(
@@ -89,6 +90,7 @@ def write_report(
         extra,
         meta(folder, "quick" if quick else "full", made),
         same_cpu=same_cpu,
+        same_cpu_only=same_cpu_only,
     )
     (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (folder / "summary.md").write_text(markdown.render(summary))

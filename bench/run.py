@@ -257,7 +257,14 @@ def sweep_run(
         result, samples, extra = all_cores_pass(args, scenarios, raw)
     (raw / "phases.json").write_text(json.dumps(extra))
     summary = write_report(
-        out, result, samples, scenarios, extra, quick=args.quick, same_cpu=same_cpu
+        out,
+        result,
+        samples,
+        scenarios,
+        extra,
+        quick=args.quick,
+        same_cpu=same_cpu,
+        same_cpu_only=args.cpu == "same",
     )
     _finish(root, stamp)
     if args.quick and (problems := problems + check_quick(summary, out)):
@@ -273,9 +280,11 @@ def rerender(results: Path) -> int:
     samples = load_samples((raw / "samples.json").read_text())
     extra = cast("PhasesRaw", json.loads((raw / "phases.json").read_text()))
     same_cpu: tuple[Report, list[Sample], list[int], list[int]] | None = None
+    only = False
     if (raw / "cpu.json").is_file():
         record = cast("CpuRecord", json.loads((raw / "cpu.json").read_text()))
-        if record["mode"] == "same":
+        only = record["mode"] == "same"
+        if only:
             same = result, samples
         else:
             same = (
@@ -294,6 +303,7 @@ def rerender(results: Path) -> int:
         quick=old["mode"] == "quick",
         made=made,
         same_cpu=same_cpu,
+        same_cpu_only=only,
     )
     print((results / "summary.md").read_text())
     return 0

@@ -274,6 +274,7 @@ class SameCpu(TypedDict):
 
     servers: list[int]
     driver: list[int]
+    whole_run: bool  # --cpu same: the whole run was confined, not a pass of its own
     baseline: str | None
     baseline_rps: float | None
     baseline_bounded: bool
@@ -508,6 +509,7 @@ def summarize(
     meta: Meta,
     *,
     same_cpu: tuple[Report, Sequence[Sample], Sequence[int], Sequence[int]] | None = None,
+    same_cpu_only: bool = False,
 ) -> Summary:
     """Everything summary.json holds. same_cpu: (result, samples, servers' CPUs, driver's)."""
     rows = rows_of(result, scenarios, samples)
@@ -543,7 +545,7 @@ def summarize(
             summary["plots"].append(HOP_PLOT)
     summary["limits"] = limits(rows, summary["headline"], meta["cpus"])
     if same_cpu:
-        summary["same_cpu"] = same_cpu_summary(scenarios, *same_cpu)
+        summary["same_cpu"] = same_cpu_summary(scenarios, *same_cpu, whole_run=same_cpu_only)
     return summary
 
 
@@ -553,6 +555,8 @@ def same_cpu_summary(
     samples: Sequence[Sample],
     servers: Sequence[int],
     driver: Sequence[int],
+    *,
+    whole_run: bool = False,
 ) -> SameCpu:
     """Capacity per core with every server on the same CPUs, and its ratio to the baseline's."""
     rows = rows_of(result, scenarios, samples)
@@ -579,6 +583,7 @@ def same_cpu_summary(
     return {
         "servers": list(servers),
         "driver": list(driver),
+        "whole_run": whole_run,
         "baseline": baseline["name"] if baseline else None,
         "baseline_rps": _capacity(baseline) if baseline else None,
         "baseline_bounded": bool(baseline and baseline["capacity_bounded"]),
