@@ -192,14 +192,16 @@ def same_cpu_pass(
         plan = plan_for(settings, scenarios, sv, closed=only)
         later = 0.0 if only else plan_bound_s(plan_for(settings, scenarios, sv))
         progress = Progress("same CPU", plan, later)
-        result, samples = drive(
-            plan,
-            raw,
-            "loadgen" if only else "samecpu",
-            sv.processes,
-            cpus=budget.driver,
-            on_line=progress,
-        )
+        # The runner's own work (its sampler thread, made in drive) with the driver's.
+        with cpuset.confined(budget.driver):
+            result, samples = drive(
+                plan,
+                raw,
+                "loadgen" if only else "samecpu",
+                sv.processes,
+                cpus=budget.driver,
+                on_line=progress,
+            )
     record: CpuRecord = {
         "mode": args.cpu,
         "servers": list(budget.servers or ()),
