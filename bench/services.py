@@ -88,32 +88,34 @@ def running(
     nats = any(g.transport == "nats" for g in gateways) or any(
         s.kind == Kind.NATS for s in scenarios
     )
-    with ExitStack() as stack, cpuset.confined(services.budget.servers):
-        if gateways or "python" in needed:
-            python = Stack(workdir=folder(workdir / "python"), routing=None, env=dict(go))
-            stack.callback(python.stop)
-            if nats:
-                services.processes["nats-server"] = python.start_nats()
-                services.nats_url = python.nats_url
-                # Both front doors in one process: every path reaches the same service.
-                python.python_args = ("--serve", "grpc,nats", "--nats-url", python.nats_url)
-                services.nats_urls["python"] = python.nats_url
-            services.processes["python"] = python.start_python()
-            services.grpc_addrs["python"] = python.python_grpc_addr
-            wait_python(python, nats=nats)
-            for gateway in gateways:
-                start_gateway(stack, services, gateway, python, workdir=workdir, env=go)
-        if "baseline" in needed:
-            port = free_port()
-            argv = [str(PYTHON), str(BASELINE), "--host", "127.0.0.1", "--port", str(port)]
-            argv += ["--model", str(baseline_model)]
-            # As tandem_stack does: flags only, no stray TANDEM_* from the caller's shell.
-            env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
-            baseline = Process("baseline", argv, workdir / "baseline.log", env).start()
-            stack.callback(baseline.stop)
-            services.processes["baseline"] = baseline
-            services.rest_urls["baseline"] = f"http://127.0.0.1:{port}"
-            wait_http(baseline, f"http://127.0.0.1:{port}/v2/health/ready")
+    with ExitStack() as stack:
+        # Only while starting them: what runs after this (the driver, the sampler) does not.
+        with cpuset.confined(services.budget.servers):
+            if gateways or "python" in needed:
+                python = Stack(workdir=folder(workdir / "python"), routing=None, env=dict(go))
+                stack.callback(python.stop)
+                if nats:
+                    services.processes["nats-server"] = python.start_nats()
+                    services.nats_url = python.nats_url
+                    # Both front doors in one process: every path reaches the same service.
+                    python.python_args = ("--serve", "grpc,nats", "--nats-url", python.nats_url)
+                    services.nats_urls["python"] = python.nats_url
+                services.processes["python"] = python.start_python()
+                services.grpc_addrs["python"] = python.python_grpc_addr
+                wait_python(python, nats=nats)
+                for gateway in gateways:
+                    start_gateway(stack, services, gateway, python, workdir=workdir, env=go)
+            if "baseline" in needed:
+                port = free_port()
+                argv = [str(PYTHON), str(BASELINE), "--host", "127.0.0.1", "--port", str(port)]
+                argv += ["--model", str(baseline_model)]
+                # As tandem_stack does: flags only, no stray TANDEM_* from the caller's shell.
+                env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+                baseline = Process("baseline", argv, workdir / "baseline.log", env).start()
+                stack.callback(baseline.stop)
+                services.processes["baseline"] = baseline
+                services.rest_urls["baseline"] = f"http://127.0.0.1:{port}"
+                wait_http(baseline, f"http://127.0.0.1:{port}/v2/health/ready")
         services.pin()
         yield services
 
