@@ -32,7 +32,6 @@ picker on (pick one user class per test) against `make run`'s default ports.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -46,6 +45,8 @@ from locust.contrib.fasthttp import FastHttpUser
 from sklearn.datasets import load_digits
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
+
+from servertiming import server_timing
 
 # gRPC's C core blocks the thread while it waits; under gevent that would stall every
 # user in the process. This makes it yield to the gevent loop instead.
@@ -115,20 +116,6 @@ SERVER_TIMING = "server-timing"
 def _defaults(parser: Any, **_: Any) -> None:  # noqa: ANN401 (Locust's parser)
     # One user class per test from the web UI: running them all at once mixes paths.
     parser.set_defaults(class_picker=True)
-
-
-def server_timing(value: str | None) -> list[tuple[str, float]]:
-    """The parts of a Server-Timing value: [(name, ms)], skipping what does not parse."""
-    parts = []
-    for entry in (value or "").split(","):
-        name, _, params = entry.partition(";")
-        for param in params.split(";"):
-            key, _, dur = param.partition("=")
-            if key.strip() == "dur":
-                with contextlib.suppress(ValueError):
-                    parts.append((name.strip(), float(dur.strip().strip('"'))))
-                break
-    return [(n, ms) for n, ms in parts if n]
 
 
 def _timing_header(resp: Any) -> str | None:  # noqa: ANN401 (Locust's response types)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from scenarios import GATEWAYS, SCENARIOS, LocustUser, Role
 from schema import Kind
+from servertiming import server_timing
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfile.py"
 
@@ -49,3 +50,17 @@ def test_names_pairs_and_processes_are_known() -> None:
         assert s.hop_of is None or s.hop_of in names, s.name
         assert (s.role == Role.GATEWAY) == s.via.startswith("gateway"), s.name
     assert any(g.shipped for g in GATEWAYS)
+
+
+def test_server_timing_parts_are_parsed_as_the_gateway_writes_them() -> None:
+    value = "edge;dur=0.210, hop;dur=0.180, python;dur=0.095, queue;dur=0.020, model;dur=0.041"
+    assert server_timing(value) == [
+        ("edge", 0.21),
+        ("hop", 0.18),
+        ("python", 0.095),
+        ("queue", 0.02),
+        ("model", 0.041),
+    ]
+    assert server_timing('edge;desc="x";dur="1.5"') == [("edge", 1.5)]
+    assert server_timing(None) == []
+    assert server_timing("junk, x;desc=1, y;dur=abc, ;dur=1") == []
