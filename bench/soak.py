@@ -33,7 +33,7 @@ from report import meta
 from sampling import Sampler
 from scenarios import FULL, Scenario
 from schema import Plan, Report, Sample, dump_samples, load_report
-from services import running
+from services import folder, running
 from summary import MB, OTHERS
 
 # The shipped stack: the gateway with the shipped routing (coalescing on), over each hop.
@@ -146,7 +146,7 @@ def run(
         f"soak: {', '.join(s.name for s in scenarios)} at {share:,.0f} req/s each for "
         f"{duration_s:.0f} s, windows of {window_s:g} s"
     )
-    with running(scenarios, raw / "logs", baseline_model) as services:
+    with running(scenarios, folder(raw / "logs"), baseline_model) as services:
         procs: dict[str, subprocess.Popen[bytes]] = {}
         for s in scenarios:
             one = spec(s.name, s.kind, services.endpoint(s), fixed_rps=share)
