@@ -13,11 +13,21 @@ Name the user classes to run; all of them run otherwise:
 | PythonGrpc | the Python service's OIP gRPC, directly |
 | BaselineRest | the all-Python baseline (bench/baseline/server.py) |
 
-Where each one connects comes from the environment, defaulting to DESIGN.md's ports:
+Where each one connects comes from the environment, defaulting to `make run`'s ports
+(gateway REST :8000, gateway gRPC :8001, Python gRPC :50051; baseline :8080):
 TANDEM_BENCH_GATEWAY_URL, TANDEM_BENCH_GATEWAY_GRPC, TANDEM_BENCH_PYTHON_GRPC,
 TANDEM_BENCH_BASELINE_URL. `python bench/run.py --locust` starts everything on free
 ports and sets them. Locust is closed loop (each user waits for its answer), so its
 figures are throughput at a concurrency; bench/loadgen measures capacity open loop.
+
+Each path reports under a name of its own (`gateway REST json`, `gateway REST
+binary`, `gateway gRPC`, `python gRPC`, `baseline`), and every gateway answer's
+Server-Timing parts (edge, hop, python, queue, model; the header for REST, the
+trailer for gRPC) as entries of their own, `<path>: <part>` with request type
+`server-timing`, so that Locust's UI and CSV show where the gateway's time goes.
+
+With no arguments (`locust -f bench/locustfile.py`) the web UI starts with the class
+picker on (pick one user class per test) against `make run`'s default ports.
 """
 
 from __future__ import annotations
@@ -30,11 +40,13 @@ from typing import Any
 import grpc
 import grpc.experimental.gevent as grpc_gevent
 import numpy as np
-from locust import User, constant, task
+from locust import User, constant, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from sklearn.datasets import load_digits
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
+
+from servertiming import server_timing
 
 # gRPC's C core blocks the thread while it waits; under gevent that would stall every
 # user in the process. This makes it yield to the gevent loop instead.
@@ -91,15 +103,52 @@ GRPC_REQUEST = pb.ModelInferRequest(
 )
 
 
+# The request names, one per path, as Locust's UI and CSV show them.
+GATEWAY_REST_JSON = "gateway REST json"
+GATEWAY_REST_BINARY = "gateway REST binary"
+GATEWAY_GRPC = "gateway gRPC"
+PYTHON_GRPC = "python gRPC"
+BASELINE = "baseline"
+SERVER_TIMING = "server-timing"
+
+
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]
+def _defaults(parser: Any, **_: Any) -> None:  # noqa: ANN401 (Locust's parser)
+    # One user class per test from the web UI: running them all at once mixes paths.
+    parser.set_defaults(class_picker=True)
+
+
+def _timing_header(resp: Any) -> str | None:  # noqa: ANN401 (Locust's response types)
+    value = resp.headers.get("Server-Timing") if resp.headers else None
+    return value if isinstance(value, str) else None
+
+
+def fire_parts(environment: Any, name: str, value: str | None) -> None:  # noqa: ANN401 (Locust)
+    """Each Server-Timing part as a request entry of its own: `<name>: <part>`."""
+    for part, ms in server_timing(value):
+        environment.events.request.fire(
+            request_type=SERVER_TIMING,
+            name=f"{name}: {part}",
+            response_time=ms,
+            response_length=0,
+            exception=None,
+            context={},
+        )
+
+
 class GatewayRestJson(FastHttpUser):
     host = os.environ.get("TANDEM_BENCH_GATEWAY_URL", "http://127.0.0.1:8000")
     wait_time = constant(0)
 
     @task
     def infer(self) -> None:
-        self.client.post(
-            INFER_PATH, data=JSON_BODY, headers={"Content-Type": "application/json"}, name="infer"
+        resp = self.client.post(
+            INFER_PATH,
+            data=JSON_BODY,
+            headers={"Content-Type": "application/json"},
+            name=GATEWAY_REST_JSON,
         )
+        fire_parts(self.environment, GATEWAY_REST_JSON, _timing_header(resp))
 
 
 class GatewayRestBinary(FastHttpUser):
@@ -109,7 +158,13 @@ class GatewayRestBinary(FastHttpUser):
     @task
     def infer(self) -> None:
         # Locust annotates data as str, but sends bytes as they are (see its docstring).
-        self.client.post(INFER_PATH, data=BINARY_BODY, headers=BINARY_HEADERS, name="infer")  # type: ignore[arg-type]
+        resp = self.client.post(
+            INFER_PATH,
+            data=BINARY_BODY,  # type: ignore[arg-type]
+            headers=BINARY_HEADERS,
+            name=GATEWAY_REST_BINARY,
+        )
+        fire_parts(self.environment, GATEWAY_REST_BINARY, _timing_header(resp))
 
 
 class BaselineRest(FastHttpUser):
@@ -119,7 +174,7 @@ class BaselineRest(FastHttpUser):
     @task
     def infer(self) -> None:
         self.client.post(
-            INFER_PATH, data=JSON_BODY, headers={"Content-Type": "application/json"}, name="infer"
+            INFER_PATH, data=JSON_BODY, headers={"Content-Type": "application/json"}, name=BASELINE
         )
 
 
@@ -128,6 +183,7 @@ class GrpcUser(User):
 
     abstract = True
     wait_time = constant(0)
+    request_name = ""  # how Locust names its requests
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 (Locust's signature)
         super().__init__(*args, **kwargs)
@@ -148,23 +204,31 @@ class GrpcUser(User):
         start = time.perf_counter()
         error: Exception | None = None
         size = 0
+        timing = None
         try:
-            size = self.stub.ModelInfer(GRPC_REQUEST, timeout=10).ByteSize()
+            resp, call = self.stub.ModelInfer.with_call(GRPC_REQUEST, timeout=10)
+            size = resp.ByteSize()
+            # The gateway sends Server-Timing as a trailer; the Python service, none.
+            timing = dict(call.trailing_metadata() or ()).get("server-timing")
         except grpc.RpcError as err:
             error = err
         self.environment.events.request.fire(
             request_type="grpc",
-            name="ModelInfer",
+            name=self.request_name,
             response_time=(time.perf_counter() - start) * 1000,
             response_length=size,
             exception=error,
             context={},
         )
+        if error is None:
+            fire_parts(self.environment, self.request_name, timing)
 
 
 class GatewayGrpc(GrpcUser):
     host = os.environ.get("TANDEM_BENCH_GATEWAY_GRPC", "127.0.0.1:8001")
+    request_name = GATEWAY_GRPC
 
 
 class PythonGrpc(GrpcUser):
     host = os.environ.get("TANDEM_BENCH_PYTHON_GRPC", "127.0.0.1:50051")
+    request_name = PYTHON_GRPC

@@ -6,6 +6,9 @@ Adding a scenario is one line in SCENARIOS; a gateway configuration, one in GATE
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+from schema import Kind, Plan
 
 MODEL = "digits"
 
@@ -18,11 +21,14 @@ class Gateway:
     request coalescing on with the shipped edge-go/routing.toml. otel_ratio, when
     set, exports traces to the run's OTLP receiver at that sampling ratio
     (parentbased_traceidratio); without it no OTEL endpoint is set, so tracing is off.
+    shipped marks the configurations as shipped (edge-go/routing.toml: coalescing on),
+    the ones the same-CPU headline compares with the baseline.
     """
 
     name: str
     transport: str = "grpc"
     coalesce: bool = False
+    shipped: bool = False
     otel_ratio: str | None = None
     args: tuple[str, ...] = ()
 
@@ -31,9 +37,9 @@ class Gateway:
 # service that serves both front doors (gRPC and NATS), and one nats-server.
 GATEWAYS = (
     Gateway("gateway-grpc"),
-    Gateway("gateway-grpc-coalesce", coalesce=True),
+    Gateway("gateway-grpc-coalesce", coalesce=True, shipped=True),
     Gateway("gateway-nats", transport="nats"),
-    Gateway("gateway-nats-coalesce", transport="nats", coalesce=True),
+    Gateway("gateway-nats-coalesce", transport="nats", coalesce=True, shipped=True),
 )
 
 # The traced configurations, started after the capacity and latency scenarios (so
@@ -47,25 +53,42 @@ TRACED = (
 )
 
 
-@dataclass(frozen=True)
+class Role(StrEnum):
+    """How the summary uses a scenario."""
+
+    BASELINE = "baseline"
+    GATEWAY = "gateway"
+    DIRECT = "direct"
+
+
+class LocustUser(StrEnum):
+    """The user classes in bench/locustfile.py (a test checks that each exists)."""
+
+    GATEWAY_REST_JSON = "GatewayRestJson"
+    GATEWAY_REST_BINARY = "GatewayRestBinary"
+    GATEWAY_GRPC = "GatewayGrpc"
+    PYTHON_GRPC = "PythonGrpc"
+    BASELINE_REST = "BaselineRest"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     """One way of reaching the model, measured by the driver.
 
-    kind is the driver's transport (rest-json, rest-binary, grpc, nats); via is the
-    process it talks to: "baseline", "python", or a Gateway's name. A scenario with
-    hop_of is the same request as that scenario plus the Go gateway: their
-    difference at one request in flight is the latency the gateway adds, and
-    hop_note says what else the difference holds. same_call marks the pairs whose
-    client call differs least, the ones the added-latency target is judged on.
-    locust names the user class in bench/locustfile.py that makes the same call,
-    for `run.py --locust` ("" for none).
+    kind is the driver's transport; via is the process it talks to: "baseline",
+    "python", or a Gateway's name. A scenario with hop_of is the same request as
+    that scenario plus the Go gateway: their difference at one request in flight is
+    the latency the gateway adds, and hop_note says what else the difference holds.
+    same_call marks the pairs whose client call differs least, the ones the
+    added-latency target is judged on. locust is the user class in
+    bench/locustfile.py that makes the same call, for `run.py --locust` (None: none).
     """
 
     name: str
-    kind: str
+    kind: Kind
     via: str
-    role: str  # "baseline", "gateway" or "direct": how the summary uses it
-    locust: str
+    role: Role
+    locust: LocustUser | None
     hop_of: str | None = None
     hop_note: str = ""
     same_call: bool = False
@@ -74,55 +97,61 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("baseline", "rest-json", "baseline", "baseline", "BaselineRest"),
     Scenario(
-        "rest-gateway-grpc",
-        "rest-json",
-        "gateway-grpc",
-        "gateway",
-        "GatewayRestJson",
+        name="baseline",
+        kind=Kind.REST_JSON,
+        via="baseline",
+        role=Role.BASELINE,
+        locust=LocustUser.BASELINE_REST,
+    ),
+    Scenario(
+        name="rest-gateway-grpc",
+        kind=Kind.REST_JSON,
+        via="gateway-grpc",
+        role=Role.GATEWAY,
+        locust=LocustUser.GATEWAY_REST_JSON,
         hop_of="python-grpc",
         hop_note="also a REST/JSON client against a gRPC one",
     ),
     Scenario(
-        "rest-gateway-grpc-coalesce",
-        "rest-json",
-        "gateway-grpc-coalesce",
-        "gateway",
-        "GatewayRestJson",
+        name="rest-gateway-grpc-coalesce",
+        kind=Kind.REST_JSON,
+        via="gateway-grpc-coalesce",
+        role=Role.GATEWAY,
+        locust=LocustUser.GATEWAY_REST_JSON,
     ),
     Scenario(
-        "rest-gateway-nats",
-        "rest-json",
-        "gateway-nats",
-        "gateway",
-        "GatewayRestJson",
+        name="rest-gateway-nats",
+        kind=Kind.REST_JSON,
+        via="gateway-nats",
+        role=Role.GATEWAY,
+        locust=LocustUser.GATEWAY_REST_JSON,
         hop_of="python-nats",
         hop_note="also a REST/JSON client against a NATS one",
     ),
     Scenario(
-        "rest-gateway-nats-coalesce",
-        "rest-json",
-        "gateway-nats-coalesce",
-        "gateway",
-        "GatewayRestJson",
+        name="rest-gateway-nats-coalesce",
+        kind=Kind.REST_JSON,
+        via="gateway-nats-coalesce",
+        role=Role.GATEWAY,
+        locust=LocustUser.GATEWAY_REST_JSON,
     ),
     # The binary tensor extension through the best configuration.
     Scenario(
-        "rest-binary-gateway-grpc-coalesce",
-        "rest-binary",
-        "gateway-grpc-coalesce",
-        "gateway",
-        "GatewayRestBinary",
+        name="rest-binary-gateway-grpc-coalesce",
+        kind=Kind.REST_BINARY,
+        via="gateway-grpc-coalesce",
+        role=Role.GATEWAY,
+        locust=LocustUser.GATEWAY_REST_BINARY,
     ),
     # The same client call as python-grpc, through the gateway's edge gRPC listener:
     # the cleanest measure of what the Go hop adds.
     Scenario(
-        "grpc-gateway-grpc",
-        "grpc",
-        "gateway-grpc",
-        "gateway",
-        "GatewayGrpc",
+        name="grpc-gateway-grpc",
+        kind=Kind.GRPC,
+        via="gateway-grpc",
+        role=Role.GATEWAY,
+        locust=LocustUser.GATEWAY_GRPC,
         hop_of="python-grpc",
         hop_note="the same ModelInfer call, with and without the gateway",
         same_call=True,
@@ -131,40 +160,29 @@ SCENARIOS = (
     # same service over the same hop; only the client's first leg differs (gRPC to
     # the gateway against a NATS request to the server). One in flight only.
     Scenario(
-        "grpc-gateway-nats",
-        "grpc",
-        "gateway-nats",
-        "gateway",
-        "GatewayRestJson",
+        name="grpc-gateway-nats",
+        kind=Kind.GRPC,
+        via="gateway-nats",
+        role=Role.GATEWAY,
+        locust=LocustUser.GATEWAY_GRPC,
         hop_of="python-nats",
         hop_note="the same ModelInferRequest; gRPC into the gateway against NATS from the client",
         same_call=True,
         sweep=False,
     ),
-    Scenario("python-grpc", "grpc", "python", "direct", "PythonGrpc"),
-    Scenario("python-nats", "nats", "python", "direct", ""),
+    Scenario(
+        name="python-grpc",
+        kind=Kind.GRPC,
+        via="python",
+        role=Role.DIRECT,
+        locust=LocustUser.PYTHON_GRPC,
+    ),
+    Scenario(name="python-nats", kind=Kind.NATS, via="python", role=Role.DIRECT, locust=None),
 )
 
-
-@dataclass(frozen=True)
-class Settings:
-    """The driver's plan, less the scenarios; see bench/README.md for each field."""
-
-    bound_ms: float = 20.0
-    step_s: float = 3.0
-    warmup_s: float = 2.0
-    pause_s: float = 0.5
-    timeout_s: float = 2.0
-    start_rps: float = 600.0
-    factor: float = 1.5
-    max_rps: float = 16_000.0
-    refine: int = 2
-    retries: int = 1
-    max_steps: int = 12
-    max_in_flight: int = 1024
-    closed_requests: int = 1_500
-    closed_rounds: int = 3
-    batch: int = 1
+# The driver's settings are a Plan (schema.py, the mirror of loadgen's) with no
+# scenarios yet: one definition of every field.
+Settings = Plan
 
 
 @dataclass(frozen=True)
@@ -184,10 +202,11 @@ class Phases:
     profile_s: int = 10
 
 
-FULL = Settings()
+FULL = Plan(model=MODEL)
 FULL_PHASES = Phases()
 # The same pipeline for a few seconds per scenario: proves every part works, measures nothing.
-QUICK = Settings(
+QUICK = Plan(
+    model=MODEL,
     step_s=1.0,
     warmup_s=0.5,
     pause_s=0.2,
