@@ -22,7 +22,7 @@ GO_SOURCES := $(shell find edge-go -name '*.go' -not -path '*/bin/*' 2>/dev/null
 PY_SOURCES := $(shell find inference-py/src -name '*.py' 2>/dev/null)
 LOADGEN_SOURCES := $(shell find bench/loadgen -name '*.go' 2>/dev/null) bench/loadgen/go.mod bench/loadgen/go.sum
 
-.PHONY: help setup build models proto proto-check lint test test-go test-py test-e2e bench bench-quick bench-locust demo run up down clean
+.PHONY: help setup build models proto proto-check lint test test-go test-py test-e2e bench bench-quick bench-locust soak demo run up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -84,20 +84,24 @@ test-go: ## Go unit tests with the race detector
 	cd edge-go && go test -race -count=1 ./...
 	cd bench/loadgen && go test -race -count=1 ./...
 
-test-py: $(VENV)/.installed models ## Python unit tests
+test-py: $(VENV)/.installed models ## Python unit tests: the inference service and the bench's summaries
 	$(PY) -m pytest -q inference-py/tests
+	$(PY) -m pytest -q bench/tests
 
 test-e2e: setup ## cross-language tests: the real gateway and Python service as processes
 	$(PY) -m pytest -q tests
 
-bench: setup ## the load tests side by side, into bench/results/<UTC time>/ (about 10 minutes)
+bench: setup ## the load tests side by side, same CPU budget and all cores, into bench/results/<UTC time>/ (about 17 minutes)
 	$(PY) bench/run.py
 
-bench-quick: setup ## the same pipeline, seconds per scenario; fails on any error (part of make test)
+bench-quick: setup ## the same pipeline, seconds per step (2-3 minutes); fails on any error (part of make test)
 	$(PY) bench/run.py --quick
 
 bench-locust: setup ## the Locust users, one scenario at a time, with Locust's CSV and HTML reports
 	$(PY) bench/run.py --locust
+
+soak: setup ## fixed moderate load for 10 minutes: errors, p99 and every process's RSS over time (bench/scratch/soak/)
+	$(PY) bench/run.py --soak 10m --soak-rate 2000
 
 demo: setup ## start the stack, send real digits through it, print predictions and accuracy, stop
 	$(PY) -m tandem_stack demo
