@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
+	"github.com/tandem-ml/tandem/edge-go/internal/natssubject"
 )
 
-// The defaults, shared with tests, the bench and compose (DESIGN.md).
+// The defaults, shared with tests, the bench and compose (edge-go/README.md).
 const (
 	DefaultHTTPAddr      = ":8000"
 	DefaultGRPCAddr      = ":8001"
@@ -25,7 +25,7 @@ const (
 	DefaultTransport     = "grpc"
 	DefaultInferenceAddr = "127.0.0.1:50051"
 
-	DefaultNATSSubjectPrefix = natstransport.DefaultPrefix
+	DefaultNATSSubjectPrefix = natssubject.DefaultPrefix
 	DefaultNATSListen        = "127.0.0.1:4222"
 	DefaultNATSMonitorAddr   = "127.0.0.1:8222"
 	// DefaultHopAttemptTimeout bounds a first attempt over NATS: far above
@@ -173,7 +173,7 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("--inference-addr is empty"))
 	}
 	if c.Transport == "nats" {
-		if err := natstransport.ValidatePrefix(c.NATSSubjectPrefix); err != nil {
+		if err := natssubject.ValidatePrefix(c.NATSSubjectPrefix); err != nil {
 			errs = append(errs, fmt.Errorf("--nats-subject-prefix: %w", err))
 		}
 		if c.NATSURL == "" && c.NATSListen == "" {

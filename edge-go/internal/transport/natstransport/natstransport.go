@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/natssubject"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
@@ -35,7 +36,6 @@ const (
 	HeaderTimeout    = "tandem-timeout"
 	HeaderError      = "Nats-Service-Error"
 	HeaderErrorCode  = "Nats-Service-Error-Code"
-	DefaultPrefix    = "oip.v2"
 	reconnectWait    = 250 * time.Millisecond
 	clientName       = "tandem-gateway"
 	embeddedURLLabel = "embedded"
@@ -89,7 +89,7 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Timeout <= 0 || cfg.AttemptTimeout <= 0 {
 		return nil, fmt.Errorf("nats transport: timeout %v and attempt timeout %v must be positive", cfg.Timeout, cfg.AttemptTimeout)
 	}
-	if err := ValidatePrefix(cfg.SubjectPrefix); err != nil {
+	if err := natssubject.ValidatePrefix(cfg.SubjectPrefix); err != nil {
 		return nil, fmt.Errorf("nats transport: %w", err)
 	}
 	log := cfg.Logger

@@ -181,7 +181,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 // The worker's error codes map to gRPC codes and, through oiperr, to the
-// HTTP statuses of DESIGN.md; its messages pass through.
+// HTTP statuses of proto/README.md; its messages pass through.
 func TestServiceErrors(t *testing.T) {
 	tests := []struct {
 		code     string
@@ -505,28 +505,5 @@ func TestHeaderCarrier(t *testing.T) {
 	}
 	if c.Get("TRACEPARENT") != "a" || len(c.Keys()) != 2 {
 		t.Errorf("Get or Keys do not see what Set wrote: %v", h)
-	}
-}
-
-func TestValidatePrefix(t *testing.T) {
-	tests := []struct {
-		prefix string
-		ok     bool
-	}{
-		{"oip.v2", true},
-		{"tenant-a.oip.v2", true},
-		{"oip", true},
-		{"", false},
-		{"oip.", false},
-		{".oip", false},
-		{"oip..v2", false},
-		{"oip.*", false},
-		{"oip.>", false},
-		{"oip v2", false},
-	}
-	for _, tt := range tests {
-		if err := natstransport.ValidatePrefix(tt.prefix); (err == nil) != tt.ok {
-			t.Errorf("ValidatePrefix(%q) = %v, want ok %v", tt.prefix, err, tt.ok)
-		}
 	}
 }
