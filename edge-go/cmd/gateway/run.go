@@ -19,7 +19,7 @@ import (
 	"github.com/tandem-ml/tandem/edge-go/internal/coalesce"
 	"github.com/tandem-ml/tandem/edge-go/internal/config"
 	"github.com/tandem-ml/tandem/edge-go/internal/edgegrpc"
-	"github.com/tandem-ml/tandem/edge-go/internal/httpserver"
+	"github.com/tandem-ml/tandem/edge-go/internal/graceful"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
 	"github.com/tandem-ml/tandem/edge-go/internal/rest"
@@ -91,12 +91,17 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		return err
 	}
 	m := metrics.New(cfg.Transport)
-	tr, err := newTransport(log, cfg, m, tel)
+	hop, err := newTransport(log, cfg, tel)
 	if err != nil {
 		ls.close()
 		return err
 	}
-	tr = coalesce.New(tr, rules, hopMessageBytes(cfg), cfg.Timeout)
+	// What every call goes through, from the hop up.
+	tr := transport.Chain(hop,
+		transport.ObserveFailures(m.HopError), // every attempt, a retried one too
+		transport.Retry,
+		coalesce.Middleware(rules, hopMessageBytes(cfg)),
+	)
 	defer func() {
 		if closeErr := tr.Close(); closeErr != nil && err == nil {
 			err = closeErr
@@ -106,6 +111,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 	handler, err := rest.New(rest.Config{
 		Transport:       tr,
 		Logger:          log,
+		Timeout:         cfg.Timeout,
 		Version:         version,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
 		MaxMessageBytes: cfg.MaxMessageBytes,
@@ -131,7 +137,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 	var httpErr, grpcErr, adminErr error
 	wg.Go(func() {
 		defer cancel()
-		httpErr = httpserver.Serve(ctx, log, httpSrv, ls.http, cfg.ShutdownTimeout)
+		httpErr = graceful.Serve(ctx, log, "http", httpSrv, ls.http, cfg.ShutdownTimeout)
 	})
 	adminAddr := ""
 	if ls.admin != nil {
@@ -143,7 +149,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		}
 		wg.Go(func() {
 			defer cancel()
-			adminErr = httpserver.Serve(ctx, log, adminSrv, ls.admin, cfg.ShutdownTimeout)
+			adminErr = graceful.Serve(ctx, log, "admin", adminSrv, ls.admin, cfg.ShutdownTimeout)
 		})
 	}
 	grpcAddr := ""
@@ -167,7 +173,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		})
 		wg.Go(func() {
 			defer cancel()
-			grpcErr = edge.Serve(ctx, ls.grpc, cfg.ShutdownTimeout)
+			grpcErr = graceful.Serve(ctx, log, "grpc", edge, ls.grpc, cfg.ShutdownTimeout)
 		})
 	}
 	log.Info("gateway serving OIP",
@@ -225,15 +231,12 @@ func hopMessageBytes(cfg config.Config) int {
 	return min(cfg.MaxMessageBytes, 1<<20)
 }
 
-// newTransport builds the configured transport, with one retry on
-// UNAVAILABLE (transport.WithRetry) for either kind, and every failed
-// attempt counted in m.
-func newTransport(log *slog.Logger, cfg config.Config, m *metrics.Metrics, tel *telemetry.Telemetry) (transport.Transport, error) {
+// newTransport builds the configured hop.
+func newTransport(log *slog.Logger, cfg config.Config, tel *telemetry.Telemetry) (transport.Invoker, error) {
 	switch cfg.Transport {
 	case "grpc":
 		tr, err := grpctransport.New(grpctransport.Config{
 			Addr:            cfg.InferenceAddr,
-			Timeout:         cfg.Timeout,
 			MaxMessageBytes: cfg.MaxMessageBytes,
 			DialOptions:     tel.GRPCDialOptions(),
 		})
@@ -241,24 +244,23 @@ func newTransport(log *slog.Logger, cfg config.Config, m *metrics.Metrics, tel *
 			return nil, fmt.Errorf("transport: %w", err)
 		}
 		log.Info("forwarding over gRPC", "inference_addr", cfg.InferenceAddr)
-		return transport.WithRetry(m.Hop(tr), cfg.Timeout), nil
+		return tr, nil
 	case "nats":
 		tr, err := newNATSTransport(log, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("transport: %w", err)
 		}
-		return transport.WithRetry(m.Hop(tr), cfg.Timeout), nil
+		return tr, nil
 	}
 	return nil, fmt.Errorf("transport %q is not built in", cfg.Transport)
 }
 
 // newNATSTransport connects to --nats-url, or, when it is empty, starts an
 // embedded nats-server for the workers and connects to it in process.
-func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Transport, error) {
+func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, error) {
 	ncfg := natstransport.Config{
 		URL:            cfg.NATSURL,
 		SubjectPrefix:  cfg.NATSSubjectPrefix,
-		Timeout:        cfg.Timeout,
 		AttemptTimeout: cfg.HopAttemptTimeout,
 		Logger:         log,
 		// The trace context travels in lowercase headers (proto/README.md).
@@ -297,18 +299,18 @@ func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Transport,
 	}
 	log.Info("forwarding over NATS through an embedded nats-server; workers connect to nats_url",
 		"nats_url", ns.ClientURL(), "nats_monitor_addr", monitor, "subject_prefix", cfg.NATSSubjectPrefix)
-	return &embeddedNATS{Transport: tr, server: ns}, nil
+	return &embeddedNATS{Invoker: tr, server: ns}, nil
 }
 
 // embeddedNATS is a NATS transport together with the server it runs, which
 // is shut down last, after the transport's connection is closed.
 type embeddedNATS struct {
-	transport.Transport
+	transport.Invoker
 	server *natsserver.Server
 }
 
 func (e *embeddedNATS) Close() error {
-	err := e.Transport.Close()
+	err := e.Invoker.Close()
 	e.server.Stop()
 	return err
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"github.com/tandem-ml/tandem/edge-go/internal/testkit"
 	"io"
 	"log/slog"
 	"strings"
@@ -10,12 +11,7 @@ import (
 	"time"
 )
 
-func env(vars map[string]string) func(string) (string, bool) {
-	return func(name string) (string, bool) {
-		v, ok := vars[name]
-		return v, ok
-	}
-}
+var env = testkit.Env
 
 func TestLoad(t *testing.T) {
 	defaults := Config{

@@ -1,10 +1,11 @@
 // Package rest serves the Open Inference Protocol's REST API (v2) over HTTP,
 // forwarding everything that concerns models to the inference service
-// through a transport.Transport.
+// through a transport.Invoker.
 package rest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/edge"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
 	"github.com/tandem-ml/tandem/edge-go/internal/restcodec"
@@ -36,8 +38,11 @@ const headerBinaryLength = "Inference-Header-Content-Length"
 
 // Config is what the handler needs; every field must be set.
 type Config struct {
-	Transport transport.Transport
+	Transport transport.Invoker
 	Logger    *slog.Logger
+	// Timeout bounds every call to the inference service (--timeout), on
+	// top of the client's own deadline.
+	Timeout time.Duration
 	// Version is the gateway's version, reported by GET /v2.
 	Version string
 	// MaxBodyBytes bounds a request body; a larger one gets 413.
@@ -53,6 +58,7 @@ type Config struct {
 // Handler serves the OIP REST API.
 type Handler struct {
 	cfg     Config
+	tr      transport.Client
 	mux     *http.ServeMux
 	logged  http.Handler
 	metaRaw []byte // GET /v2 never changes: encoded once
@@ -66,7 +72,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rest: encode server metadata: %w", err)
 	}
-	h := &Handler{cfg: cfg, mux: http.NewServeMux(), metaRaw: meta}
+	h := &Handler{cfg: cfg, tr: transport.NewClient(cfg.Transport), mux: http.NewServeMux(), metaRaw: meta}
 	h.mux.HandleFunc("GET /v2", h.serverMetadata)
 	h.mux.HandleFunc("GET /v2/health/live", h.live)
 	h.mux.HandleFunc("GET /v2/health/ready", h.ready)
@@ -75,7 +81,9 @@ func New(cfg Config) (*Handler, error) {
 		h.mux.HandleFunc("GET "+model+"/ready", h.modelReady)
 		h.mux.HandleFunc("POST "+model+"/infer", h.infer)
 	}
-	h.logged = logRequests(cfg.Logger, cfg.Metrics, http.HandlerFunc(h.route))
+	// Outermost first: the log line and count see what recovery answered.
+	h.logged = logRequests(edge.Observer{Log: cfg.Logger, Metrics: cfg.Metrics},
+		recoverPanics(cfg.Logger, http.HandlerFunc(h.route)))
 	return h, nil
 }
 
@@ -113,7 +121,9 @@ func (h *Handler) live(w http.ResponseWriter, _ *http.Request) {
 
 // ready answers for the whole path: the gateway is ready when the service is.
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
-	resp, err := h.cfg.Transport.ServerReady(r.Context(), &pb.ServerReadyRequest{})
+	ctx, cancel := h.callContext(r, 0)
+	defer cancel()
+	resp, err := h.tr.ServerReady(ctx, &pb.ServerReadyRequest{})
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -126,7 +136,9 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) modelMetadata(w http.ResponseWriter, r *http.Request) {
-	resp, err := h.cfg.Transport.ModelMetadata(r.Context(), &pb.ModelMetadataRequest{
+	ctx, cancel := h.callContext(r, 0)
+	defer cancel()
+	resp, err := h.tr.ModelMetadata(ctx, &pb.ModelMetadataRequest{
 		Name: r.PathValue("model"), Version: r.PathValue("version"),
 	})
 	if err != nil {
@@ -143,7 +155,9 @@ func (h *Handler) modelMetadata(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) modelReady(w http.ResponseWriter, r *http.Request) {
 	model, version := r.PathValue("model"), r.PathValue("version")
-	resp, err := h.cfg.Transport.ModelReady(r.Context(), &pb.ModelReadyRequest{Name: model, Version: version})
+	ctx, cancel := h.callContext(r, 0)
+	defer cancel()
+	resp, err := h.tr.ModelReady(ctx, &pb.ModelReadyRequest{Name: model, Version: version})
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -177,29 +191,34 @@ func (h *Handler) infer(w http.ResponseWriter, r *http.Request) {
 	req.ModelName, req.ModelVersion = r.PathValue("model"), r.PathValue("version")
 	if size := proto.Size(req); size > h.cfg.MaxMessageBytes {
 		writeError(w, r, fmt.Errorf("%w: its tensors take %d bytes, more than the %d the inference service accepts",
-			oiperr.ErrTooLarge, size, h.cfg.MaxMessageBytes))
+			transport.ErrTooLarge, size, h.cfg.MaxMessageBytes))
 		return
 	}
-	hopStart := time.Now()
-	resp, err := h.cfg.Transport.ModelInfer(r.Context(), req)
-	hop := time.Since(hopStart)
+	ctx, cancel := h.callContext(r, 0)
+	defer cancel()
+	resp, timing, err := edge.Infer(ctx, h.tr, start, req)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	reported, ok := servertiming.Take(resp) // the client gets it as Server-Timing
 	// JSON numbers take about three times the bytes of raw float32s.
 	out, blobs, err := restcodec.AppendInferResponse(make([]byte, 0, 256+3*rawSize(resp)), resp, enc)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	w.Header().Set(servertiming.Header, servertiming.Value(time.Since(start), hop, reported, ok))
+	w.Header().Set(servertiming.Header, timing.Value())
 	if blobs != nil {
 		writeBinary(w, out, blobs)
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// callContext is the context of a request's call to the inference service:
+// its deadline is set here, once (edge.WithTimeout), and only read below.
+func (h *Handler) callContext(r *http.Request, client time.Duration) (context.Context, context.CancelFunc) {
+	return edge.WithTimeout(r.Context(), h.cfg.Timeout, client)
 }
 
 func rawSize(resp *pb.ModelInferResponse) int {

@@ -1,7 +1,6 @@
 package grpctransport
 
 import (
-	"cmp"
 	"context"
 	"net"
 	"strings"
@@ -13,16 +12,19 @@ import (
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
+	"github.com/tandem-ml/tandem/edge-go/internal/testkit"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
-func newTransport(t *testing.T, addr string, timeout time.Duration) *Transport {
+func newTransport(t *testing.T, addr string) transport.Client {
 	t.Helper()
-	tr, err := New(Config{Addr: addr, Timeout: timeout, MaxMessageBytes: 1 << 20})
+	tr, err := New(Config{Addr: addr, MaxMessageBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tr.Close() })
-	return tr
+	return transport.NewClient(tr)
 }
 
 // closedAddr returns a loopback address on which nothing listens.
@@ -38,7 +40,7 @@ func closedAddr(t *testing.T) string {
 }
 
 func TestCalls(t *testing.T) {
-	svc := &oiptest.Service{
+	svc := &transporttest.Double{
 		ModelInferFunc: func(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 			return &pb.ModelInferResponse{ModelName: req.GetModelName(), Id: req.GetId()}, nil
 		},
@@ -46,7 +48,7 @@ func TestCalls(t *testing.T) {
 			return &pb.ModelMetadataResponse{Name: req.GetName(), Versions: []string{req.GetVersion()}}, nil
 		},
 	}
-	tr := newTransport(t, oiptest.Start(t, "127.0.0.1:0", svc).Addr, 5*time.Second)
+	tr := newTransport(t, oiptest.Start(t, "127.0.0.1:0", svc).Addr)
 	ctx := t.Context()
 
 	if r, err := tr.ServerLive(ctx, &pb.ServerLiveRequest{}); err != nil || !r.GetLive() {
@@ -58,7 +60,7 @@ func TestCalls(t *testing.T) {
 	if r, err := tr.ModelReady(ctx, &pb.ModelReadyRequest{Name: "m"}); err != nil || !r.GetReady() {
 		t.Errorf("ModelReady = %v, %v", r, err)
 	}
-	if r, err := tr.ServerMetadata(ctx, &pb.ServerMetadataRequest{}); err != nil || r.GetName() != "oiptest" {
+	if r, err := tr.ServerMetadata(ctx, &pb.ServerMetadataRequest{}); err != nil || r.GetName() != "transporttest" {
 		t.Errorf("ServerMetadata = %v, %v", r, err)
 	}
 	if r, err := tr.ModelMetadata(ctx, &pb.ModelMetadataRequest{Name: "m", Version: "2"}); err != nil || r.GetName() != "m" || r.GetVersions()[0] != "2" {
@@ -83,7 +85,6 @@ func TestErrors(t *testing.T) {
 		name     string
 		infer    func(context.Context, *pb.ModelInferRequest) (*pb.ModelInferResponse, error)
 		down     bool          // no server at all
-		timeout  time.Duration // the transport's
 		deadline time.Duration // the caller's, 0 for none
 		request  *pb.ModelInferRequest
 		code     codes.Code
@@ -92,18 +93,16 @@ func TestErrors(t *testing.T) {
 		{name: "service error passes through", infer: fail(codes.InvalidArgument, `input "x": bad`), code: codes.InvalidArgument, message: `input "x": bad`},
 		{name: "not found passes through", infer: fail(codes.NotFound, "unknown model"), code: codes.NotFound, message: "unknown model"},
 		{name: "service down", down: true, code: codes.Unavailable, message: "inference service at 127.0.0.1:"},
-		{name: "transport timeout", infer: block, timeout: 100 * time.Millisecond, code: codes.DeadlineExceeded, message: "inference service at 127.0.0.1:"},
-		{name: "caller deadline", infer: block, timeout: time.Minute, deadline: 100 * time.Millisecond, code: codes.DeadlineExceeded},
+		{name: "caller deadline names the service", infer: block, deadline: 100 * time.Millisecond, code: codes.DeadlineExceeded, message: "inference service at 127.0.0.1:"},
 		{name: "message too large", infer: block, request: &pb.ModelInferRequest{RawInputContents: [][]byte{make([]byte, 2<<20)}}, code: codes.ResourceExhausted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := closedAddr(t)
 			if !tt.down {
-				addr = oiptest.Start(t, "127.0.0.1:0", &oiptest.Service{ModelInferFunc: tt.infer}).Addr
+				addr = oiptest.Start(t, "127.0.0.1:0", &transporttest.Double{ModelInferFunc: tt.infer}).Addr
 			}
-			timeout := cmp.Or(tt.timeout, 5*time.Second)
-			tr := newTransport(t, addr, timeout)
+			tr := newTransport(t, addr)
 			ctx := t.Context()
 			if tt.deadline > 0 {
 				var cancel context.CancelFunc
@@ -114,16 +113,10 @@ func TestErrors(t *testing.T) {
 			if req == nil {
 				req = &pb.ModelInferRequest{ModelName: "m"}
 			}
-			start := time.Now()
 			_, err := tr.ModelInfer(ctx, req)
-			elapsed := time.Since(start)
 			st := status.Convert(err)
 			if st.Code() != tt.code || !strings.HasPrefix(st.Message(), tt.message) {
 				t.Errorf("error = %v, want code %v and message starting %q", err, tt.code, tt.message)
-			}
-			// Fail-fast and deadlines: no error case waits out the 5 s default.
-			if elapsed > 3*time.Second {
-				t.Errorf("took %v", elapsed)
 			}
 		})
 	}
@@ -132,8 +125,8 @@ func TestErrors(t *testing.T) {
 // After the service goes away and comes back on the same address, calls
 // succeed again without any action from the caller.
 func TestReconnectsAfterRestart(t *testing.T) {
-	srv := oiptest.Start(t, "127.0.0.1:0", &oiptest.Service{})
-	tr := newTransport(t, srv.Addr, 2*time.Second)
+	srv := oiptest.Start(t, "127.0.0.1:0", &transporttest.Double{})
+	tr := newTransport(t, srv.Addr)
 	ctx := t.Context()
 	if _, err := tr.ServerReady(ctx, &pb.ServerReadyRequest{}); err != nil {
 		t.Fatal(err)
@@ -144,22 +137,9 @@ func TestReconnectsAfterRestart(t *testing.T) {
 		t.Fatalf("with the service down: %v, want UNAVAILABLE", err)
 	}
 
-	oiptest.Start(t, srv.Addr, &oiptest.Service{})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	oiptest.Start(t, srv.Addr, &transporttest.Double{})
+	testkit.Eventually(t, "the service to be back", func() bool {
 		_, err := tr.ServerReady(ctx, &pb.ServerReadyRequest{})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing 10 s after the restart: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func TestNewRejectsNoTimeout(t *testing.T) {
-	if _, err := New(Config{Addr: "127.0.0.1:1"}); err == nil {
-		t.Error("New accepted a zero timeout")
-	}
+		return err == nil
+	})
 }

@@ -1,4 +1,4 @@
-// Package natstransport implements transport.Transport over NATS
+// Package natstransport implements transport.Invoker over NATS
 // request/reply, as proto/README.md maps the OIP RPCs: one subject per RPC
 // (per model for the model RPCs), the serialized protobuf messages as
 // payloads, the caller's budget in the tandem-timeout header, and errors in
@@ -24,9 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/natssubject"
-	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
@@ -51,9 +49,7 @@ type Config struct {
 	Server nats.InProcessConnProvider
 	// SubjectPrefix starts every subject ("oip.v2").
 	SubjectPrefix string
-	// Timeout bounds every call, on top of the caller's context deadline.
-	Timeout time.Duration
-	// AttemptTimeout bounds an attempt that transport.WithRetry would make
+	// AttemptTimeout bounds an attempt that transport.Retry would make
 	// again (see transport.RetryFollows): it must be positive.
 	AttemptTimeout time.Duration
 	// InjectHeaders, when set, adds headers to every request, such as the
@@ -66,12 +62,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Transport is a transport.Transport over one NATS connection.
+// Transport is a transport.Invoker over one NATS connection.
 type Transport struct {
 	nc             *nats.Conn
 	where          string // the server(s), for messages
 	subjects       subjects
-	timeout        time.Duration
 	attemptTimeout time.Duration
 	inject         func(context.Context, HeaderCarrier)
 	tracer         trace.Tracer
@@ -80,14 +75,14 @@ type Transport struct {
 // instrumentationName names the tracer of the send spans.
 const instrumentationName = "github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
 
-var _ transport.Transport = (*Transport)(nil)
+var _ transport.Invoker = (*Transport)(nil)
 
 // New connects to NATS. It does not wait for the server: when none answers
 // yet, it keeps trying in the background (every 250 ms, for ever) and calls
 // fail with UNAVAILABLE until one does.
 func New(cfg Config) (*Transport, error) {
-	if cfg.Timeout <= 0 || cfg.AttemptTimeout <= 0 {
-		return nil, fmt.Errorf("nats transport: timeout %v and attempt timeout %v must be positive", cfg.Timeout, cfg.AttemptTimeout)
+	if cfg.AttemptTimeout <= 0 {
+		return nil, fmt.Errorf("nats transport: attempt timeout %v must be positive", cfg.AttemptTimeout)
 	}
 	if err := natssubject.ValidatePrefix(cfg.SubjectPrefix); err != nil {
 		return nil, fmt.Errorf("nats transport: %w", err)
@@ -148,7 +143,6 @@ func New(cfg Config) (*Transport, error) {
 		nc:             nc,
 		where:          where,
 		subjects:       subjects{prefix: cfg.SubjectPrefix},
-		timeout:        cfg.Timeout,
 		attemptTimeout: cfg.AttemptTimeout,
 		inject:         cfg.InjectHeaders,
 		tracer:         tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
@@ -161,53 +155,42 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-func (t *Transport) ServerLive(ctx context.Context, req *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
-	return call(ctx, t, t.subjects.server("live"), "", req, &pb.ServerLiveResponse{})
+// verbs end the subject of each RPC (proto/README.md): the server's
+// "<prefix>.server.<verb>" and the models' "<prefix>.models.<model>.<verb>".
+var verbs = [...]string{
+	transport.ServerLive:     "live",
+	transport.ServerReady:    "ready",
+	transport.ServerMetadata: "metadata",
+	transport.ModelReady:     "ready",
+	transport.ModelMetadata:  "metadata",
+	transport.ModelInfer:     "infer",
 }
 
-func (t *Transport) ServerReady(ctx context.Context, req *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
-	return call(ctx, t, t.subjects.server("ready"), "", req, &pb.ServerReadyResponse{})
-}
-
-func (t *Transport) ServerMetadata(ctx context.Context, req *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
-	return call(ctx, t, t.subjects.server("metadata"), "", req, &pb.ServerMetadataResponse{})
-}
-
-func (t *Transport) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
-	return modelCall(ctx, t, req.GetName(), "ready", req, &pb.ModelReadyResponse{})
-}
-
-func (t *Transport) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
-	return modelCall(ctx, t, req.GetName(), "metadata", req, &pb.ModelMetadataResponse{})
-}
-
-func (t *Transport) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	return modelCall(ctx, t, req.GetModelName(), "infer", req, &pb.ModelInferResponse{})
-}
-
-func modelCall[Resp proto.Message](ctx context.Context, t *Transport, model, rpc string, req proto.Message, resp Resp) (Resp, error) {
-	subject, err := t.subjects.model(model, rpc)
-	if err != nil {
-		var zero Resp
-		return zero, err
+// Invoke makes one request on the subject of rpc and decodes the reply.
+func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+	if !rpc.PerModel() {
+		return call(ctx, t, t.subjects.server(verbs[rpc]), "", req, rpc.NewResponse())
 	}
-	return call(ctx, t, subject, model, req, resp)
+	model := transport.ModelOf(req)
+	subject, err := t.subjects.model(model, verbs[rpc])
+	if err != nil {
+		return nil, err
+	}
+	return call(ctx, t, subject, model, req, rpc.NewResponse())
 }
 
 // call makes one request on subject and decodes the reply into resp. model
 // names the model in messages; it is empty for the server RPCs.
 //
-// The request is bounded by min(ctx's deadline, the transport's timeout).
-// When WithRetry would make a failed attempt again, the attempt is bounded
+// The request is bounded by ctx's deadline, which it must have. When Retry
+// would make a failed attempt again, the attempt is bounded
 // by the attempt timeout too, and one that runs out while the budget still
 // has room is UNAVAILABLE, so that the second attempt, with the rest of the
 // budget, goes out. That is how a request survives a worker killed while
 // holding it: NATS does not tell a requester that the subscriber it picked
 // went away (a worker killed with SIGKILL silently loses what it held), so
 // without an attempt timeout the request would wait out its whole deadline.
-func call[Resp proto.Message](ctx context.Context, t *Transport, subject, model string, req proto.Message, resp Resp) (Resp, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
-	defer cancel()
+func call(ctx context.Context, t *Transport, subject, model string, req, resp proto.Message) (proto.Message, error) {
 	// One span per attempt: a retried request shows both sends.
 	ctx, span := t.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer))
 	defer span.End()
@@ -228,8 +211,7 @@ func call[Resp proto.Message](ctx context.Context, t *Transport, subject, model 
 }
 
 // request is call's work, inside the span.
-func request[Resp proto.Message](ctx context.Context, t *Transport, subject, model string, req proto.Message, resp Resp) (Resp, error) {
-	var zero Resp
+func request(ctx context.Context, t *Transport, subject, model string, req, resp proto.Message) (proto.Message, error) {
 	attemptCtx := ctx
 	if transport.RetryFollows(ctx) {
 		var cancelAttempt context.CancelFunc
@@ -239,14 +221,18 @@ func request[Resp proto.Message](ctx context.Context, t *Transport, subject, mod
 
 	data, err := proto.Marshal(req)
 	if err != nil {
-		return zero, status.Errorf(codes.Internal, "encode %s request: %v", subject, err)
+		return nil, status.Errorf(codes.Internal, "encode %s request: %v", subject, err)
 	}
 	if limit := t.nc.MaxPayload(); limit > 0 && int64(len(data)) > limit {
-		return zero, oiperr.TooLarge(fmt.Sprintf(
+		return nil, transport.TooLarge(fmt.Sprintf(
 			"request too large: it takes %d bytes, more than the %d bytes the NATS server accepts in one message (its max_payload)", len(data), limit))
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	deadline, _ := attemptCtx.Deadline() // always set: ctx has the timeout
+	deadline, ok := attemptCtx.Deadline()
+	if !ok {
+		// nats.go refuses it too: the edge always sets one.
+		return nil, status.Errorf(codes.Internal, "request on %s without a deadline", subject)
+	}
 	msg.Header.Set(HeaderTimeout, budgetMillis(time.Until(deadline)))
 	if t.inject != nil {
 		// ctx holds the send span: the worker's span is its child.
@@ -256,17 +242,17 @@ func request[Resp proto.Message](ctx context.Context, t *Transport, subject, mod
 	// Before the first connection the client knows nothing of the server
 	// (not even that it takes headers), so say plainly what is wrong.
 	if !t.nc.IsConnected() {
-		return zero, t.notConnected()
+		return nil, t.notConnected()
 	}
 	reply, err := t.nc.RequestMsgWithContext(attemptCtx, msg)
 	if err != nil {
-		return zero, t.explain(ctx, subject, model, err)
+		return nil, t.explain(ctx, subject, model, err)
 	}
 	if code := reply.Header.Get(HeaderErrorCode); code != "" {
-		return zero, serviceError(code, reply.Header.Get(HeaderError))
+		return nil, serviceError(code, reply.Header.Get(HeaderError))
 	}
 	if err := proto.Unmarshal(reply.Data, resp); err != nil {
-		return zero, status.Errorf(codes.Internal, "inference worker sent a reply on %s that does not decode: %v", subject, err)
+		return nil, status.Errorf(codes.Internal, "inference worker sent a reply on %s that does not decode: %v", subject, err)
 	}
 	return resp, nil
 }
@@ -280,7 +266,7 @@ func budgetMillis(d time.Duration) string {
 }
 
 // explain turns a failed request into a status: UNAVAILABLE when no worker
-// took it or the connection failed (WithRetry makes it again), or when an
+// took it or the connection failed (Retry makes it again), or when an
 // attempt went unanswered while the budget still has room; DEADLINE_EXCEEDED
 // when the budget ran out.
 func (t *Transport) explain(ctx context.Context, subject, model string, err error) error {
@@ -300,12 +286,12 @@ func (t *Transport) explain(ctx context.Context, subject, model string, err erro
 			if errors.Is(ctxErr, context.Canceled) {
 				return status.FromContextError(ctxErr).Err()
 			}
-			return status.Errorf(codes.DeadlineExceeded, "no inference worker answered %s in time (timeout %v)", subject, t.timeout)
+			return status.Errorf(codes.DeadlineExceeded, "no inference worker answered %s in time", subject)
 		}
 		return transport.WithKind(transport.KindAttemptTimeout, status.Newf(codes.Unavailable,
 			"no reply from an inference worker on %s within %v (the hop attempt timeout); the worker may be gone", subject, t.attemptTimeout))
 	case errors.Is(err, nats.ErrMaxPayload):
-		return oiperr.TooLarge(fmt.Sprintf(
+		return transport.TooLarge(fmt.Sprintf(
 			"request too large: with its headers it takes more than the %d bytes the NATS server accepts in one message (its max_payload)", t.nc.MaxPayload()))
 	case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrDisconnected),
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoServers):
@@ -352,7 +338,7 @@ func serviceError(code, msg string) error {
 		msg = "inference worker answered with error code " + code
 	}
 	if code == "413" {
-		return oiperr.TooLarge(msg)
+		return transport.TooLarge(msg)
 	}
 	if c, ok := serviceErrors[code]; ok {
 		return status.Error(c, msg)

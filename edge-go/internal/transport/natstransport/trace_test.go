@@ -34,7 +34,7 @@ func TestSendSpan(t *testing.T) {
 		},
 	})
 
-	ctx, parent := tp.Tracer("test").Start(t.Context(), "POST /v2/models/{model}/infer", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, parent := tp.Tracer("test").Start(bounded(t), "POST /v2/models/{model}/infer", trace.WithSpanKind(trace.SpanKindServer))
 	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestSendSpan(t *testing.T) {
 		t.Errorf("attributes missing: %v", want)
 	}
 
-	h := w.received()[0].Header
+	h := w.Received()[0].Header
 	if _, ok := h["traceparent"]; !ok {
 		t.Fatalf("no lowercase traceparent header in %v", h)
 	}
@@ -94,11 +94,11 @@ func TestRetrySpans(t *testing.T) {
 	})
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	tr := transport.WithRetry(newTransport(t, natstransport.Config{
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{
 		Server: ns, TracerProvider: tp, AttemptTimeout: 200 * time.Millisecond,
-	}), 10*time.Second)
+	}), transport.Retry))
 
-	ctx, parent := tp.Tracer("test").Start(t.Context(), "parent")
+	ctx, parent := tp.Tracer("test").Start(bounded(t), "parent")
 	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
 		t.Fatal(err)
 	}
