@@ -29,6 +29,7 @@ import (
 // invoker, the transport the edge is given.
 type double struct {
 	err     error         // returned by every call when set
+	panics  bool          // ModelInfer panics
 	block   chan struct{} // when set, ModelInfer waits for it to close
 	arrived chan struct{} // when set, ModelInfer closes it on arrival
 
@@ -74,6 +75,9 @@ func (d *double) invoker() *transporttest.Double {
 }
 
 func (d *double) modelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	if d.panics {
+		panic("secret internals")
+	}
 	if d.arrived != nil {
 		close(d.arrived)
 	}
@@ -274,4 +278,17 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("Serve = %v, want the calls cut off reported", err)
 		}
 	})
+}
+
+// A call whose handler panics is INTERNAL "internal error", with nothing
+// of the panic; the server goes on serving.
+func TestPanicIsRecovered(t *testing.T) {
+	client, _, _, _ := start(t, &double{panics: true}, time.Minute)
+	_, err := client.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"})
+	if st := status.Convert(err); st.Code() != codes.Internal || st.Message() != "internal error" {
+		t.Errorf("got %v %q, want INTERNAL \"internal error\"", st.Code(), st.Message())
+	}
+	if _, err := client.ServerReady(t.Context(), &pb.ServerReadyRequest{}); err != nil {
+		t.Errorf("after the panic: %v", err)
+	}
 }
