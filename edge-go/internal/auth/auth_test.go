@@ -234,6 +234,9 @@ func TestHTTP(t *testing.T) {
 				t.Errorf("body %q lacks %q", rec.Body, tt.body)
 			}
 			if tt.status != 200 {
+				if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+					t.Errorf("Content-Type %q", ct)
+				}
 				var body struct{ Error string }
 				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error == "" {
 					t.Errorf("body %q is not {\"error\": ...}: %v", rec.Body, err)
@@ -244,6 +247,27 @@ func TestHTTP(t *testing.T) {
 	want := "digits:unauthenticated digits:unauthenticated digits:unauthenticated resnet:forbidden :unauthenticated"
 	if got := strings.Join(refused, " "); got != want {
 		t.Errorf("refusals %q, want %q", got, want)
+	}
+}
+
+func TestHTTPWriteError(t *testing.T) {
+	k := testKeys(t)
+	var got error
+	h := k.HTTP(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), HTTPConfig{
+		WriteError: func(w http.ResponseWriter, _ *http.Request, err error) {
+			got = err
+			w.WriteHeader(499)
+		},
+	})
+	req := httptest.NewRequest("POST", "/v2/models/digits/infer", nil)
+	req.Header.Set("Authorization", "Bearer nope")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 499 || status.Code(got) != codes.Unauthenticated {
+		t.Errorf("WriteError got %v, status %d; want UNAUTHENTICATED, 499", got, rec.Code)
+	}
+	if a := rec.Header().Get("WWW-Authenticate"); a != `Bearer error="invalid_token"` {
+		t.Errorf("WWW-Authenticate %q set before WriteError", a)
 	}
 }
 

@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -16,6 +18,12 @@ type HTTPConfig struct {
 	// Refused, when set, is told of every refusal, for example to count
 	// tandem_gateway_refused_total{model, reason=o.String()}.
 	Refused func(r *http.Request, model string, o Outcome)
+	// WriteError, when set, writes the refusal's status and body (the
+	// gateway's own error writer, so refusals are logged and shaped as
+	// every other error: err is a gRPC status error that oiperr maps to 401
+	// or 403). The WWW-Authenticate header is set before it is called. nil:
+	// the middleware writes {"error": "..."} itself.
+	WriteError func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // HTTP wraps next so that only requests with an allowed key reach it, with
@@ -45,29 +53,47 @@ func (k *Keys) HTTP(next http.Handler, cfg HTTPConfig) http.Handler {
 			next.ServeHTTP(w, r.WithContext(WithKeyID(r.Context(), id)))
 			return
 		}
-		e, _ := err.(*Error)
+		e := err.(*Error) // Check's only error type
 		if cfg.Refused != nil {
 			cfg.Refused(r, model, e.Outcome)
+		}
+		w.Header().Set("WWW-Authenticate", challenge(e))
+		if cfg.WriteError != nil {
+			cfg.WriteError(w, r, e)
+			return
 		}
 		writeRefusal(w, e)
 	})
 }
 
-func writeRefusal(w http.ResponseWriter, e *Error) {
-	status := http.StatusUnauthorized
+// challenge is the WWW-Authenticate value for a refusal (RFC 6750 3).
+func challenge(e *Error) string {
 	switch {
 	case e.Outcome == Forbidden:
-		status = http.StatusForbidden
-		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope"`)
+		return `Bearer error="insufficient_scope"`
 	case e.InvalidToken:
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-	default:
-		w.Header().Set("WWW-Authenticate", "Bearer")
+		return `Bearer error="invalid_token"`
 	}
-	body, _ := json.Marshal(map[string]string{"error": e.msg})
+	return "Bearer"
+}
+
+// writeRefusal writes the OIP REST error body, {"error": "..."}.
+func writeRefusal(w http.ResponseWriter, e *Error) {
+	status := http.StatusUnauthorized
+	if e.Outcome == Forbidden {
+		status = http.StatusForbidden
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // keep quoted model names legible
+	_ = enc.Encode(struct {
+		Error string `json:"error"`
+	}{e.msg}) // a struct of one string always encodes
+	body := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	_, _ = w.Write(body) // a failed write means the client left
 }
 
 // OpenHealth reports the REST health checks, /v2/health/live and
