@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-ml/tandem/edge-go/internal/natssubject"
+	"github.com/tandem-ml/tandem/edge-go/internal/redact"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
@@ -91,7 +92,7 @@ func New(cfg Config) (*Transport, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	where := cfg.URL
+	where := redact.URL(cfg.URL)
 	if cfg.Server != nil {
 		where = embeddedURLLabel
 	}
