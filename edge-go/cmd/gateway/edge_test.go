@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
@@ -175,5 +178,45 @@ func TestEdgeTLS(t *testing.T) {
 		if resp.StatusCode == 200 {
 			t.Error("plain HTTP was served")
 		}
+	}
+}
+
+// With --api-keys both edges want a key and health stays open; the key
+// never reaches the log.
+func TestAPIKeysOnBothEdges(t *testing.T) {
+	gw := startServe(t, "--inference-addr", echoBackend(t).Addr, "--api-keys", "k-one,k-two")
+	rest := "http://" + gw.httpAddr
+	if status, _ := get(t, rest+"/v2/health/ready"); status != 200 {
+		t.Errorf("REST health without a key: %d", status)
+	}
+	if status := post(t, http.DefaultClient, rest+"/v2/models/m/infer"); status != 401 {
+		t.Errorf("REST infer without a key: %d, want 401", status)
+	}
+	req, _ := http.NewRequest("POST", rest+"/v2/models/m/infer", strings.NewReader(oneRow))
+	req.Header.Set("Authorization", "Bearer k-two")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("REST infer with a key: %d", resp.StatusCode)
+	}
+
+	conn, err := grpc.NewClient(gw.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := pb.NewGRPCInferenceServiceClient(conn)
+	if _, err := client.ServerReady(t.Context(), &pb.ServerReadyRequest{}); err != nil {
+		t.Errorf("gRPC ServerReady without a key: %v", err)
+	}
+	if _, err := client.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "m"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("gRPC infer without a key: %v, want UNAUTHENTICATED", err)
+	}
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer k-one")
+	if _, err := client.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "m"}); err != nil {
+		t.Errorf("gRPC infer with a key: %v", err)
 	}
 }
