@@ -29,6 +29,7 @@ import (
 	"github.com/tandem-ml/tandem/edge-go/internal/graceful"
 	"github.com/tandem-ml/tandem/edge-go/internal/limit"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
+	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
 	"github.com/tandem-ml/tandem/edge-go/internal/redact"
 	"github.com/tandem-ml/tandem/edge-go/internal/rest"
@@ -351,15 +352,23 @@ func hopMessageBytes(cfg config.Config) int {
 func newTransport(log *slog.Logger, cfg config.Config, tel *telemetry.Telemetry) (transport.Invoker, error) {
 	switch cfg.Transport {
 	case "grpc":
+		var hopTLS *tls.Config
+		if cfg.InferenceTLSCA != "" || cfg.InferenceTLSCert != "" || cfg.InferenceTLSServerName != "" {
+			var err error
+			if hopTLS, err = tlsconf.Client(cfg.InferenceTLSCA, cfg.InferenceTLSCert, cfg.InferenceTLSKey, cfg.InferenceTLSServerName); err != nil {
+				return nil, fmt.Errorf("--inference-tls-*: %w", err)
+			}
+		}
 		tr, err := grpctransport.New(grpctransport.Config{
 			Addr:            cfg.InferenceAddr,
+			TLS:             hopTLS,
 			MaxMessageBytes: cfg.MaxMessageBytes,
 			DialOptions:     tel.GRPCDialOptions(),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("transport: %w", err)
 		}
-		log.Info("forwarding over gRPC", "inference_addr", cfg.InferenceAddr)
+		log.Info("forwarding over gRPC", "inference_addr", cfg.InferenceAddr, "tls", hopTLS != nil)
 		return tr, nil
 	case "nats":
 		tr, err := newNATSTransport(log, cfg)
@@ -374,7 +383,16 @@ func newTransport(log *slog.Logger, cfg config.Config, tel *telemetry.Telemetry)
 // newNATSTransport connects to --nats-url, or, when it is empty, starts an
 // embedded nats-server for the workers and connects to it in process.
 func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, error) {
+	creds, err := natsauth.Options(natsauth.Config{
+		User: cfg.NATSUser, Password: cfg.NATSPassword.Reveal(),
+		CredsFile: cfg.NATSCreds, NKeyFile: cfg.NATSNKey,
+		TLSCA: cfg.NATSTLSCA, TLSCert: cfg.NATSTLSCert, TLSKey: cfg.NATSTLSKey,
+	})
+	if err != nil {
+		return nil, err
+	}
 	ncfg := natstransport.Config{
+		Options:        creds,
 		URL:            cfg.NATSURL,
 		SubjectPrefix:  cfg.NATSSubjectPrefix,
 		AttemptTimeout: cfg.HopAttemptTimeout,

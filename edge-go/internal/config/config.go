@@ -115,6 +115,15 @@ type Config struct {
 
 	TLSCert, TLSKey, TLSClientCA string
 
+	// The gRPC hop's TLS (mTLS with a certificate and key).
+	InferenceTLSCA, InferenceTLSCert, InferenceTLSKey, InferenceTLSServerName string
+
+	// NATS credentials; NATSPassword never shows in logs or --help.
+	NATSUser                           string
+	NATSPassword                       redact.Secret
+	NATSCreds, NATSNKey                string
+	NATSTLSCA, NATSTLSCert, NATSTLSKey string
+
 	// RoutingFile is the per-model routing file (TOML; request coalescing);
 	// empty: no coalescing.
 	RoutingFile string
@@ -161,6 +170,20 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.UintVar(&c.GRPCMaxConcurrentStreams, "grpc-max-concurrent-streams", DefaultGRPCMaxConcurrentStreams, "concurrent calls per connection to the OIP gRPC listener")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "`file`: PEM certificate of the REST and gRPC listeners (with --tls-key; empty: plain TCP)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "`file`: PEM private key of --tls-cert")
+	fs.StringVar(&c.InferenceTLSCA, "inference-tls-ca", "", "with --transport grpc: `file` of PEM CA certificates the inference service's certificate must chain to; any --inference-tls-* turns TLS on")
+	fs.StringVar(&c.InferenceTLSCert, "inference-tls-cert", "", "with --transport grpc: `file`: the gateway's PEM client certificate (mTLS, with --inference-tls-key)")
+	fs.StringVar(&c.InferenceTLSKey, "inference-tls-key", "", "with --transport grpc: `file`: the PEM key of --inference-tls-cert")
+	fs.StringVar(&c.InferenceTLSServerName, "inference-tls-server-name", "", "with --transport grpc: the name the service's certificate must carry (empty: the host of --inference-addr)")
+	fs.StringVar(&c.NATSUser, "nats-user", "", "with --transport nats: NATS user name (with --nats-password)")
+	fs.Func("nats-password", "with --transport nats: NATS password (prefer TANDEM_NATS_PASSWORD to the command line)", func(v string) error {
+		c.NATSPassword = redact.Secret(v)
+		return nil
+	})
+	fs.StringVar(&c.NATSCreds, "nats-creds", "", "with --transport nats: `file`: NATS user credentials (.creds: JWT and nkey seed)")
+	fs.StringVar(&c.NATSNKey, "nats-nkey", "", "with --transport nats: `file`: NATS user nkey seed")
+	fs.StringVar(&c.NATSTLSCA, "nats-tls-ca", "", "with --transport nats: `file` of PEM CA certificates for the NATS server's; any --nats-tls-* turns TLS on")
+	fs.StringVar(&c.NATSTLSCert, "nats-tls-cert", "", "with --transport nats: `file`: PEM client certificate for NATS (with --nats-tls-key)")
+	fs.StringVar(&c.NATSTLSKey, "nats-tls-key", "", "with --transport nats: `file`: the PEM key of --nats-tls-cert")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "`file`: PEM CA certificates; when set, clients must present a certificate it signed (mTLS)")
 	fs.TextVar(&c.LogLevel, "log-level", DefaultLogLevel, "`level`: debug, info, warn or error; requests are logged at debug, failed ones at info")
 	fs.StringVar(&c.RoutingFile, "routing", "", "`file` of per-model routing settings (TOML; request coalescing, see edge-go/routing.toml); empty: none")
@@ -274,6 +297,9 @@ func (c Config) validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both or neither"))
+	}
+	if (c.InferenceTLSCert == "") != (c.InferenceTLSKey == "") {
+		errs = append(errs, errors.New("--inference-tls-cert and --inference-tls-key go together: give both or neither"))
 	}
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked over TLS"))

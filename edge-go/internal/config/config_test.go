@@ -149,7 +149,10 @@ func TestHelpNamesEveryEnvironmentVariable(t *testing.T) {
 		"TANDEM_GRPC_ADDR", "TANDEM_NATS_URL", "TANDEM_NATS_SUBJECT_PREFIX", "TANDEM_NATS_LISTEN", "TANDEM_NATS_MONITOR_ADDR",
 		"TANDEM_HOP_ATTEMPT_TIMEOUT", "TANDEM_PPROF", "TANDEM_API_KEYS", "TANDEM_API_KEYS_FILE", "TANDEM_RATE_LIMIT",
 		"TANDEM_RATE_BURST", "TANDEM_MAX_IN_FLIGHT", "TANDEM_DRAIN_DELAY", "TANDEM_TLS_CERT", "TANDEM_TLS_KEY", "TANDEM_TLS_CLIENT_CA",
-		"TANDEM_MAX_CONNECTIONS", "TANDEM_MAX_HEADER_BYTES", "TANDEM_GRPC_MAX_CONCURRENT_STREAMS"} {
+		"TANDEM_MAX_CONNECTIONS", "TANDEM_MAX_HEADER_BYTES", "TANDEM_GRPC_MAX_CONCURRENT_STREAMS",
+		"TANDEM_INFERENCE_TLS_CA", "TANDEM_INFERENCE_TLS_CERT", "TANDEM_INFERENCE_TLS_KEY", "TANDEM_INFERENCE_TLS_SERVER_NAME",
+		"TANDEM_NATS_USER", "TANDEM_NATS_PASSWORD", "TANDEM_NATS_CREDS", "TANDEM_NATS_NKEY",
+		"TANDEM_NATS_TLS_CA", "TANDEM_NATS_TLS_CERT", "TANDEM_NATS_TLS_KEY"} {
 		if !strings.Contains(out.String(), "(env "+name+")") {
 			t.Errorf("usage does not mention %s:\n%s", name, out.String())
 		}
@@ -164,11 +167,11 @@ func TestAPIKeysStaySecret(t *testing.T) {
 	if strings.Contains(out.String(), "s3cret-key") {
 		t.Errorf("--help shows the key:\n%s", out.String())
 	}
-	c, err := Load([]string{"--api-keys", "s3cret-key,other"}, env(nil), io.Discard)
+	c, err := Load([]string{"--api-keys", "s3cret-key,other", "--nats-password", "s3cret-pw"}, env(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := fmt.Sprintf("%v %+v", c, c); strings.Contains(s, "s3cret-key") {
+	if s := fmt.Sprintf("%v %+v", c, c); strings.Contains(s, "s3cret") {
 		t.Errorf("the settings print the key: %s", s)
 	}
 	if got := c.APIKeyList(); len(got) != 2 || got[0] != "s3cret-key" {

@@ -61,6 +61,9 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Logger receives connection events: disconnects, reconnects, errors.
 	Logger *slog.Logger
+	// Options are added to the connection's: credentials and TLS
+	// (package natsauth).
+	Options []nats.Option
 }
 
 // Transport is a transport.Invoker over one NATS connection.
@@ -136,6 +139,7 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Server != nil {
 		opts = append(opts, nats.InProcessServer(cfg.Server))
 	}
+	opts = append(opts, cfg.Options...)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats transport: connect to %s: %w", where, err)
