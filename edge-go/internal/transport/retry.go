@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -24,6 +26,7 @@ import (
 // the whole budget and leave room for the second.
 func Retry(next Invoker) Invoker {
 	return Wrap(next, func(ctx context.Context, rpc RPC, req proto.Message) (proto.Message, error) {
+		ctx = WithRequestID(ctx) // one id for both attempts
 		resp, err := next.Invoke(context.WithValue(ctx, retryFollowsKey{}, true), rpc, req)
 		if err == nil || status.Code(err) != codes.Unavailable || ctx.Err() != nil {
 			return resp, err
@@ -39,4 +42,29 @@ type retryFollowsKey struct{}
 func RetryFollows(ctx context.Context) bool {
 	follows, _ := ctx.Value(retryFollowsKey{}).(bool)
 	return follows
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx with a request id of its own: 16 random bytes in
+// hex, which the hop sends (NATS tandem-request-id) so that a worker can
+// drop a request the gateway gave up on. A ctx that has one keeps it.
+func WithRequestID(ctx context.Context) context.Context {
+	if _, ok := RequestID(ctx); ok {
+		return ctx
+	}
+	return context.WithValue(ctx, requestIDKey{}, NewRequestID())
+}
+
+// RequestID is the request id of ctx, set by WithRequestID.
+func RequestID(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(requestIDKey{}).(string)
+	return id, ok
+}
+
+// NewRequestID returns 16 random bytes in hex.
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }

@@ -33,6 +33,8 @@ import (
 // lowercase; the error headers follow the NATS services convention.
 const (
 	HeaderTimeout    = "tandem-timeout"
+	HeaderDeadline   = "tandem-deadline"
+	HeaderRequestID  = "tandem-request-id"
 	HeaderError      = "Nats-Service-Error"
 	HeaderErrorCode  = "Nats-Service-Error-Code"
 	reconnectWait    = 250 * time.Millisecond
@@ -239,6 +241,14 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 		return nil, status.Errorf(codes.Internal, "request on %s without a deadline", subject)
 	}
 	msg.Header.Set(HeaderTimeout, budgetMillis(time.Until(deadline)))
+	// The absolute deadline too, so that the budget counts from the send
+	// even when the worker receives the request late.
+	msg.Header.Set(HeaderDeadline, strconv.FormatInt(deadline.UnixMilli(), 10))
+	id, ok := transport.RequestID(ctx)
+	if !ok {
+		id = transport.NewRequestID()
+	}
+	msg.Header.Set(HeaderRequestID, id)
 	if t.inject != nil {
 		// ctx holds the send span: the worker's span is its child.
 		t.inject(ctx, HeaderCarrier(msg.Header))
@@ -251,6 +261,11 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 	}
 	reply, err := t.nc.RequestMsgWithContext(attemptCtx, msg)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The caller gave up (it left, or its deadline passed): tell
+			// the workers, so that one holding the request drops it.
+			t.cancel(id)
+		}
 		return nil, t.explain(ctx, subject, model, err)
 	}
 	if code := reply.Header.Get(HeaderErrorCode); code != "" {
@@ -318,6 +333,15 @@ func (t *Transport) anyWorker(ctx context.Context) bool {
 	defer cancel()
 	_, err := t.nc.RequestWithContext(ctx, t.subjects.server("live"), nil)
 	return err == nil
+}
+
+// cancel publishes the cancel message of request id on "<prefix>.cancel"
+// (proto/README.md): empty, with the id in tandem-request-id. It is a hint;
+// a failure to send it changes nothing for the caller.
+func (t *Transport) cancel(id string) {
+	msg := &nats.Msg{Subject: t.subjects.cancel(), Header: nats.Header{}}
+	msg.Header.Set(HeaderRequestID, id)
+	_ = t.nc.PublishMsg(msg)
 }
 
 func (t *Transport) notConnected() error {

@@ -420,3 +420,51 @@ func TestHeaderCarrier(t *testing.T) {
 		t.Errorf("Get or Keys do not see what Set wrote: %v", h)
 	}
 }
+
+// Every request carries tandem-deadline (Unix ms) and tandem-request-id, the
+// same on both attempts of a retried one; when the caller gives up before
+// the reply, the id is published on <prefix>.cancel.
+func TestDeadlineRequestIDAndCancel(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	w := startWorker(t, ns.ClientURL(), func(m *nats.Msg) *nats.Msg { return nil }) // holds every request
+	cancels := make(chan *nats.Msg, 4)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Subscribe(prefix+".cancel", func(m *nats.Msg) { cancels <- m }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns, AttemptTimeout: 50 * time.Millisecond}), transport.Retry))
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	_, err = tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("err = %v, want DEADLINE_EXCEEDED", err)
+	}
+	msgs := w.Received()
+	if len(msgs) != 2 {
+		t.Fatalf("worker got %d attempts, want 2", len(msgs))
+	}
+	id := msgs[0].Header.Get("tandem-request-id")
+	if len(id) != 32 || msgs[1].Header.Get("tandem-request-id") != id {
+		t.Errorf("request ids %q and %q, want one of 32 hex digits on both", id, msgs[1].Header.Get("tandem-request-id"))
+	}
+	ms, err := strconv.ParseInt(msgs[1].Header.Get("tandem-deadline"), 10, 64)
+	if err != nil || ms != deadline.UnixMilli() {
+		t.Errorf("tandem-deadline %q, want %d", msgs[1].Header.Get("tandem-deadline"), deadline.UnixMilli())
+	}
+	select {
+	case m := <-cancels:
+		if got := m.Header.Get("tandem-request-id"); got != id || len(m.Data) != 0 {
+			t.Errorf("cancel for %q with %d bytes, want %q and empty", got, len(m.Data), id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no cancel message")
+	}
+}
