@@ -101,6 +101,9 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		ls.close()
 		return err
 	}
+	if cfg.HopAttemptTimeout != 0 {
+		log.Warn("--hop-attempt-timeout is ignored and going away: an attempt that may have reached a worker is no longer retried")
+	}
 	m := metrics.New(cfg.Transport)
 	edgeSec, err := newEdgeSecurity(log, cfg, ls)
 	if err != nil {
@@ -392,11 +395,10 @@ func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, e
 		return nil, err
 	}
 	ncfg := natstransport.Config{
-		Options:        creds,
-		URL:            cfg.NATSURL,
-		SubjectPrefix:  cfg.NATSSubjectPrefix,
-		AttemptTimeout: cfg.HopAttemptTimeout,
-		Logger:         log,
+		Options:       creds,
+		URL:           cfg.NATSURL,
+		SubjectPrefix: cfg.NATSSubjectPrefix,
+		Logger:        log,
 		// The trace context travels in lowercase headers (proto/README.md).
 		InjectHeaders: func(ctx context.Context, h natstransport.HeaderCarrier) {
 			otel.GetTextMapPropagator().Inject(ctx, h)

@@ -32,8 +32,8 @@ func (e *tooLargeError) GRPCStatus() *status.Status {
 
 // Kinds of hop failure that no status code tells apart, for metrics.
 const (
-	KindNoResponders   = "no_responders"
-	KindAttemptTimeout = "attempt_timeout"
+	KindNoResponders = "no_responders"
+	KindUnavailable  = "unavailable"
 )
 
 // WithKind is the status error st that also names the kind of hop failure
@@ -42,9 +42,23 @@ func WithKind(kind string, st *status.Status) error {
 	return &kindError{st: st, kind: kind}
 }
 
+// Unsent is WithKind for a call that cannot have reached a worker (no
+// responders, no connection): the one failure Retry makes again.
+func Unsent(kind string, st *status.Status) error {
+	return &kindError{st: st, kind: kind, unsent: true}
+}
+
+// NeverSent reports whether err is a failure of a call that cannot have
+// reached a worker (Unsent).
+func NeverSent(err error) bool {
+	k, ok := errors.AsType[*kindError](err)
+	return ok && k.unsent
+}
+
 type kindError struct {
-	st   *status.Status
-	kind string
+	st     *status.Status
+	kind   string
+	unsent bool
 }
 
 func (e *kindError) Error() string              { return e.st.Err().Error() }
@@ -66,7 +80,7 @@ func ErrorKind(err error) string {
 	}
 	switch status.Code(err) {
 	case codes.Unavailable:
-		return "unavailable"
+		return KindUnavailable
 	case codes.DeadlineExceeded:
 		return "deadline"
 	case codes.ResourceExhausted:

@@ -5,43 +5,27 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
-// Retry makes a call a second time when the first attempt fails with
-// UNAVAILABLE while the context's deadline still has room.
+// Retry makes a call a second time when the first attempt cannot have
+// reached a worker (NeverSent: NATS had no responders, or there was no
+// connection to send it on) while the context's deadline still has room.
 //
-// Every OIP call is idempotent (inference has no side effects), so a second
-// attempt can only help. UNAVAILABLE is what both transports report when a
-// call reached no worker or lost it on the way: no responders, a dropped
-// connection, a worker shutting down, or (over NATS) an attempt that got no
-// reply in time because the worker that held it was killed. Another worker,
-// or the same one restarted, may take the second attempt. Other codes are
-// answers, not failures to reach one, and are returned as they are.
-//
-// The second attempt gets whatever is left of the deadline. Attempts carry a
-// mark (RetryFollows) so that a transport can give the first one less than
-// the whole budget and leave room for the second.
+// That keeps inference at most once: an attempt that may have reached a
+// worker (a timeout, a connection lost mid-call) is never made again, since
+// the worker may be running it. Answers (every other code) are returned as
+// they are. The second attempt gets whatever is left of the deadline, and
+// both carry one request id (WithRequestID).
 func Retry(next Invoker) Invoker {
 	return Wrap(next, func(ctx context.Context, rpc RPC, req proto.Message) (proto.Message, error) {
 		ctx = WithRequestID(ctx) // one id for both attempts
-		resp, err := next.Invoke(context.WithValue(ctx, retryFollowsKey{}, true), rpc, req)
-		if err == nil || status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+		resp, err := next.Invoke(ctx, rpc, req)
+		if err == nil || !NeverSent(err) || ctx.Err() != nil {
 			return resp, err
 		}
 		return next.Invoke(ctx, rpc, req)
 	})
-}
-
-type retryFollowsKey struct{}
-
-// RetryFollows reports whether a failed attempt made with ctx would be made
-// again: it is true for the first attempt that Retry makes.
-func RetryFollows(ctx context.Context) bool {
-	follows, _ := ctx.Value(retryFollowsKey{}).(bool)
-	return follows
 }
 
 type requestIDKey struct{}

@@ -19,7 +19,8 @@ import (
 // and notes what each attempt saw; during saw, it may act (as cancelling).
 type scripted struct {
 	errs      []error
-	follows   []bool
+	follows   []bool // whether the attempt had a request id
+	ids       []string
 	deadlines []time.Time
 	during    func()
 }
@@ -29,7 +30,9 @@ func (s *scripted) double() *transporttest.Double {
 		if s.during != nil {
 			s.during()
 		}
-		s.follows = append(s.follows, transport.RetryFollows(ctx))
+		id, _ := transport.RequestID(ctx)
+		s.follows = append(s.follows, id != "")
+		s.ids = append(s.ids, id)
 		deadline, _ := ctx.Deadline()
 		s.deadlines = append(s.deadlines, deadline)
 		if err := s.errs[len(s.follows)-1]; err != nil {
@@ -40,7 +43,8 @@ func (s *scripted) double() *transporttest.Double {
 }
 
 func TestRetry(t *testing.T) {
-	unavailable := status.Error(codes.Unavailable, "no worker")
+	unsent := transport.Unsent(transport.KindNoResponders, status.New(codes.Unavailable, "no worker"))
+	maybeSent := status.Error(codes.Unavailable, "connection lost mid-call")
 	tests := []struct {
 		name     string
 		errs     []error
@@ -48,8 +52,9 @@ func TestRetry(t *testing.T) {
 		attempts int
 	}{
 		{"success needs one attempt", []error{nil}, codes.OK, 1},
-		{"unavailable is retried once", []error{unavailable, nil}, codes.OK, 2},
-		{"and only once", []error{unavailable, unavailable}, codes.Unavailable, 2},
+		{"never sent is retried once", []error{unsent, nil}, codes.OK, 2},
+		{"and only once", []error{unsent, unsent}, codes.Unavailable, 2},
+		{"unavailable that may have been sent is not retried", []error{maybeSent, nil}, codes.Unavailable, 1},
 		{"not found is an answer", []error{status.Error(codes.NotFound, "unknown model")}, codes.NotFound, 1},
 		{"invalid argument is an answer", []error{status.Error(codes.InvalidArgument, "bad shape")}, codes.InvalidArgument, 1},
 		{"overload is not retried", []error{status.Error(codes.ResourceExhausted, "queue full")}, codes.ResourceExhausted, 1},
@@ -69,10 +74,10 @@ func TestRetry(t *testing.T) {
 			if len(s.follows) != tt.attempts {
 				t.Fatalf("%d attempts, want %d", len(s.follows), tt.attempts)
 			}
-			// Only the first attempt is told that another may follow, and
-			// both share the caller's deadline: the second gets what is left.
-			if !s.follows[0] || (tt.attempts == 2 && s.follows[1]) {
-				t.Errorf("RetryFollows per attempt = %v, want [true false]", s.follows)
+			// Both attempts carry one request id and share the caller's
+			// deadline: the second gets what is left.
+			if !s.follows[0] || (tt.attempts == 2 && s.ids[1] != s.ids[0]) {
+				t.Errorf("request ids per attempt = %q, want one id for both", s.ids)
 			}
 			want, _ := ctx.Deadline()
 			for i, d := range s.deadlines {
@@ -90,7 +95,7 @@ func TestRetryNotAfterDeadline(t *testing.T) {
 	defer cancel()
 	// The caller's context ends during each attempt, as a deadline that
 	// runs out while the attempt waits would.
-	s := &scripted{errs: []error{status.Error(codes.Unavailable, "no reply"), nil}, during: cancel}
+	s := &scripted{errs: []error{transport.Unsent(transport.KindNoResponders, status.New(codes.Unavailable, "no worker")), nil}, during: cancel}
 	tr := transport.NewClient(transport.Chain(s.double(), transport.Retry))
 	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("err = %v, want UNAVAILABLE from the only attempt", err)

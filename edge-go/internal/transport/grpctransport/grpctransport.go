@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -110,8 +111,11 @@ func (t *Transport) Close() error {
 // Invoke makes one RPC; the context's deadline travels as grpc-timeout.
 func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
 	resp := rpc.NewResponse()
+	// A fail-fast call on a connection that is not ready fails before it is
+	// sent; one on a ready connection may have reached the service.
+	ready := t.conn.GetState() == connectivity.Ready
 	if err := t.conn.Invoke(ctx, rpc.FullMethod(), req, resp); err != nil {
-		return nil, t.explain(err)
+		return nil, t.explain(err, !ready)
 	}
 	return resp, nil
 }
@@ -119,11 +123,17 @@ func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Mes
 // explain names the service in the errors that are about reaching it, so
 // that a 503 or 504 says what was down or slow. The service's own errors
 // (a bad input, an unknown model) pass through as it wrote them.
-func (t *Transport) explain(err error) error {
+// An UNAVAILABLE call that was never sent is marked so (transport.Unsent),
+// for Retry.
+func (t *Transport) explain(err error, unsent bool) error {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.Unavailable:
-		return status.Errorf(codes.Unavailable, "inference service at %s is unavailable: %s", t.addr, st.Message())
+		st := status.Newf(codes.Unavailable, "inference service at %s is unavailable: %s", t.addr, st.Message())
+		if unsent {
+			return transport.Unsent(transport.KindUnavailable, st)
+		}
+		return st.Err()
 	case codes.DeadlineExceeded:
 		return status.Errorf(codes.DeadlineExceeded, "inference service at %s did not answer in time: %s", t.addr, st.Message())
 	}

@@ -52,9 +52,6 @@ type Config struct {
 	Server nats.InProcessConnProvider
 	// SubjectPrefix starts every subject ("oip.v2").
 	SubjectPrefix string
-	// AttemptTimeout bounds an attempt that transport.Retry would make
-	// again (see transport.RetryFollows): it must be positive.
-	AttemptTimeout time.Duration
 	// InjectHeaders, when set, adds headers to every request, such as the
 	// W3C trace context of ctx. The carrier keeps keys lowercase.
 	InjectHeaders func(ctx context.Context, h HeaderCarrier)
@@ -70,12 +67,11 @@ type Config struct {
 
 // Transport is a transport.Invoker over one NATS connection.
 type Transport struct {
-	nc             *nats.Conn
-	where          string // the server(s), for messages
-	subjects       subjects
-	attemptTimeout time.Duration
-	inject         func(context.Context, HeaderCarrier)
-	tracer         trace.Tracer
+	nc       *nats.Conn
+	where    string // the server(s), for messages
+	subjects subjects
+	inject   func(context.Context, HeaderCarrier)
+	tracer   trace.Tracer
 }
 
 // instrumentationName names the tracer of the send spans.
@@ -87,9 +83,6 @@ var _ transport.Invoker = (*Transport)(nil)
 // yet, it keeps trying in the background (every 250 ms, for ever) and calls
 // fail with UNAVAILABLE until one does.
 func New(cfg Config) (*Transport, error) {
-	if cfg.AttemptTimeout <= 0 {
-		return nil, fmt.Errorf("nats transport: attempt timeout %v must be positive", cfg.AttemptTimeout)
-	}
 	if err := natssubject.ValidatePrefix(cfg.SubjectPrefix); err != nil {
 		return nil, fmt.Errorf("nats transport: %w", err)
 	}
@@ -147,12 +140,11 @@ func New(cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("nats transport: connect to %s: %w", where, err)
 	}
 	return &Transport{
-		nc:             nc,
-		where:          where,
-		subjects:       subjects{prefix: cfg.SubjectPrefix},
-		attemptTimeout: cfg.AttemptTimeout,
-		inject:         cfg.InjectHeaders,
-		tracer:         tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
+		nc:       nc,
+		where:    where,
+		subjects: subjects{prefix: cfg.SubjectPrefix},
+		inject:   cfg.InjectHeaders,
+		tracer:   tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
 	}, nil
 }
 
@@ -219,13 +211,6 @@ func call(ctx context.Context, t *Transport, subject, model string, req, resp pr
 
 // request is call's work, inside the span.
 func request(ctx context.Context, t *Transport, subject, model string, req, resp proto.Message) (proto.Message, error) {
-	attemptCtx := ctx
-	if transport.RetryFollows(ctx) {
-		var cancelAttempt context.CancelFunc
-		attemptCtx, cancelAttempt = context.WithTimeout(ctx, t.attemptTimeout)
-		defer cancelAttempt()
-	}
-
 	data, err := proto.Marshal(req)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "encode %s request: %v", subject, err)
@@ -235,7 +220,7 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 			"request too large: it takes %d bytes, more than the %d bytes the NATS server accepts in one message (its max_payload)", len(data), limit))
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	deadline, ok := attemptCtx.Deadline()
+	deadline, ok := ctx.Deadline()
 	if !ok {
 		// nats.go refuses it too: the edge always sets one.
 		return nil, status.Errorf(codes.Internal, "request on %s without a deadline", subject)
@@ -259,9 +244,9 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 	if !t.nc.IsConnected() {
 		return nil, t.notConnected()
 	}
-	reply, err := t.nc.RequestMsgWithContext(attemptCtx, msg)
+	reply, err := t.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !errors.Is(err, nats.ErrNoResponders) {
 			// The caller gave up (it left, or its deadline passed): tell
 			// the workers, so that one holding the request drops it.
 			t.cancel(id)
@@ -286,30 +271,25 @@ func budgetMillis(d time.Duration) string {
 }
 
 // explain turns a failed request into a status: UNAVAILABLE when no worker
-// took it or the connection failed (Retry makes it again), or when an
-// attempt went unanswered while the budget still has room; DEADLINE_EXCEEDED
-// when the budget ran out.
+// took it or there was no connection to send it on (Unsent: Retry makes it
+// again); DEADLINE_EXCEEDED when the budget ran out, which is not retried:
+// a worker may be running the request.
 func (t *Transport) explain(ctx context.Context, subject, model string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		if model == "" {
-			return transport.WithKind(transport.KindNoResponders, status.Newf(codes.Unavailable,
+			return transport.Unsent(transport.KindNoResponders, status.Newf(codes.Unavailable,
 				"no inference worker is connected to NATS (no responders on %s)", subject))
 		}
 		if t.anyWorker(ctx) {
 			return status.Errorf(codes.NotFound, "unknown model %q: no inference worker serves it (no responders on %s)", model, subject)
 		}
-		return transport.WithKind(transport.KindNoResponders, status.Newf(codes.Unavailable,
+		return transport.Unsent(transport.KindNoResponders, status.Newf(codes.Unavailable,
 			"no inference worker is serving model %q (no responders on %s)", model, subject))
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			if errors.Is(ctxErr, context.Canceled) {
-				return status.FromContextError(ctxErr).Err()
-			}
-			return status.Errorf(codes.DeadlineExceeded, "no inference worker answered %s in time", subject)
-		}
-		return transport.WithKind(transport.KindAttemptTimeout, status.Newf(codes.Unavailable,
-			"no reply from an inference worker on %s within %v (the hop attempt timeout); the worker may be gone", subject, t.attemptTimeout))
+	case errors.Is(err, context.Canceled):
+		return status.FromContextError(err).Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Errorf(codes.DeadlineExceeded, "no inference worker answered %s in time", subject)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return transport.TooLarge(fmt.Sprintf(
 			"request too large: with its headers it takes more than the %d bytes the NATS server accepts in one message (its max_payload)", t.nc.MaxPayload()))
@@ -329,7 +309,7 @@ func (t *Transport) explain(ctx context.Context, subject, model string, err erro
 // as over gRPC), the second UNAVAILABLE (503, retried). The probe is made
 // only on that error path, and any answer, even an error, counts.
 func (t *Transport) anyWorker(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, t.attemptTimeout)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	_, err := t.nc.RequestWithContext(ctx, t.subjects.server("live"), nil)
 	return err == nil
@@ -344,8 +324,13 @@ func (t *Transport) cancel(id string) {
 	_ = t.nc.PublishMsg(msg)
 }
 
+// probeTimeout bounds anyWorker's probe, far above a worker's answer.
+const probeTimeout = time.Second
+
+// notConnected is the failure of a request that was never sent: the
+// connection is down (no buffering while reconnecting).
 func (t *Transport) notConnected() error {
-	return status.Errorf(codes.Unavailable, "not connected to the NATS server (%s); reconnecting", t.where)
+	return transport.Unsent(transport.KindUnavailable, status.Newf(codes.Unavailable, "not connected to the NATS server (%s); reconnecting", t.where))
 }
 
 // serviceErrors maps the NATS error codes of proto/README.md to gRPC codes;

@@ -53,9 +53,6 @@ func newInvoker(t *testing.T, cfg natstransport.Config) *natstransport.Transport
 	if cfg.SubjectPrefix == "" {
 		cfg.SubjectPrefix = prefix
 	}
-	if cfg.AttemptTimeout == 0 {
-		cfg.AttemptTimeout = 10 * time.Second
-	}
 	tr, err := natstransport.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -190,9 +187,8 @@ func TestNoResponders(t *testing.T) {
 }
 
 // A worker that holds a request without answering, as one killed with
-// SIGKILL does: the request fails when its deadline passes; through
-// WithRetry, the first attempt gives up after the attempt timeout and the
-// second reaches a worker that answers.
+// SIGKILL does: the request fails when its deadline passes, and is not made
+// again, since the worker may be running it (at most once).
 func TestDeadlines(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
 	var mu sync.Mutex
@@ -220,26 +216,47 @@ func TestDeadlines(t *testing.T) {
 		seen = 0
 		mu.Unlock()
 	})
-	t.Run("attempt timeout is unavailable", func(t *testing.T) {
-		tr := newInvoker(t, natstransport.Config{Server: ns, AttemptTimeout: 50 * time.Millisecond})
-		// Look, through Retry, at what the first attempt alone reports.
-		first := &firstAttempt{}
-		_, _ = transport.NewClient(transport.Chain(tr, first.note, transport.Retry)).ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits"})
-		want := "no reply from an inference worker on test.oip.models.digits.infer within 50ms (the hop attempt timeout); the worker may be gone"
-		if st := status.Convert(first.err); st.Code() != codes.Unavailable || st.Message() != want {
-			t.Errorf("first attempt: %v, want UNAVAILABLE %q", first.err, want)
-		}
+	t.Run("a request that may have reached a worker is not retried", func(t *testing.T) {
+		w := startWorker(t, ns.ClientURL(), func(*nats.Msg) *nats.Msg { return nil })
 		mu.Lock()
 		seen = 0
 		mu.Unlock()
-	})
-	t.Run("retry reaches a worker", func(t *testing.T) {
-		tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns, AttemptTimeout: 50 * time.Millisecond}), transport.Retry))
-		resp, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits"})
-		if err != nil || resp.GetModelName() != "digits" {
-			t.Errorf("ModelInfer = %v, %v; want the second attempt's answer", resp, err)
+		tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), transport.Retry))
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); status.Code(err) != codes.DeadlineExceeded {
+			t.Errorf("err = %v, want DEADLINE_EXCEEDED", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if got := seen + len(w.Received()); got != 1 {
+			t.Errorf("the workers got %d attempts, want 1", got)
 		}
 	})
+}
+
+// With no worker at all the first attempt is never sent: Retry makes it
+// again, and it reaches the worker that has come up meanwhile.
+func TestRetryWhenNeverSent(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	first := &firstAttempt{}
+	started := func(next transport.Invoker) transport.Invoker {
+		return transport.Wrap(next, func(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+			resp, err := next.Invoke(ctx, rpc, req)
+			if first.calls == 1 { // after the first attempt, a worker arrives
+				startWorker(t, ns.ClientURL(), echo(t))
+			}
+			return resp, err
+		})
+	}
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), first.note, started, transport.Retry))
+	resp, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits"})
+	if err != nil || resp.GetModelName() != "digits" {
+		t.Errorf("ModelInfer = %v, %v; want the second attempt's answer", resp, err)
+	}
+	if !transport.NeverSent(first.err) || first.calls != 2 {
+		t.Errorf("first attempt %v (never sent: %v), %d attempts; want a never-sent first and 2", first.err, transport.NeverSent(first.err), first.calls)
+	}
 }
 
 // firstAttempt notes the error of the first attempt Retry makes.
@@ -421,9 +438,9 @@ func TestHeaderCarrier(t *testing.T) {
 	}
 }
 
-// Every request carries tandem-deadline (Unix ms) and tandem-request-id, the
-// same on both attempts of a retried one; when the caller gives up before
-// the reply, the id is published on <prefix>.cancel.
+// Every request carries tandem-deadline (Unix ms) and tandem-request-id
+// (Retry's, the same on both attempts); when the caller gives up before the
+// reply, the id is published on <prefix>.cancel.
 func TestDeadlineRequestIDAndCancel(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
 	w := startWorker(t, ns.ClientURL(), func(m *nats.Msg) *nats.Msg { return nil }) // holds every request
@@ -439,25 +456,26 @@ func TestDeadlineRequestIDAndCancel(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns, AttemptTimeout: 50 * time.Millisecond}), transport.Retry))
-	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), transport.Retry))
+	ctx, cancel := context.WithTimeout(transport.WithRequestID(t.Context()), 500*time.Millisecond)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
+	want, _ := transport.RequestID(ctx)
 	_, err = tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("err = %v, want DEADLINE_EXCEEDED", err)
 	}
 	msgs := w.Received()
-	if len(msgs) != 2 {
-		t.Fatalf("worker got %d attempts, want 2", len(msgs))
+	if len(msgs) != 1 {
+		t.Fatalf("worker got %d attempts, want 1 (it may be running it)", len(msgs))
 	}
 	id := msgs[0].Header.Get("tandem-request-id")
-	if len(id) != 32 || msgs[1].Header.Get("tandem-request-id") != id {
-		t.Errorf("request ids %q and %q, want one of 32 hex digits on both", id, msgs[1].Header.Get("tandem-request-id"))
+	if len(id) != 32 || id != want {
+		t.Errorf("request id %q, want the caller's %q, 32 hex digits", id, want)
 	}
-	ms, err := strconv.ParseInt(msgs[1].Header.Get("tandem-deadline"), 10, 64)
+	ms, err := strconv.ParseInt(msgs[0].Header.Get("tandem-deadline"), 10, 64)
 	if err != nil || ms != deadline.UnixMilli() {
-		t.Errorf("tandem-deadline %q, want %d", msgs[1].Header.Get("tandem-deadline"), deadline.UnixMilli())
+		t.Errorf("tandem-deadline %q, want %d", msgs[0].Header.Get("tandem-deadline"), deadline.UnixMilli())
 	}
 	select {
 	case m := <-cancels:
