@@ -181,14 +181,11 @@ func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Mes
 // call makes one request on subject and decodes the reply into resp. model
 // names the model in messages; it is empty for the server RPCs.
 //
-// The request is bounded by ctx's deadline, which it must have. When Retry
-// would make a failed attempt again, the attempt is bounded
-// by the attempt timeout too, and one that runs out while the budget still
-// has room is UNAVAILABLE, so that the second attempt, with the rest of the
-// budget, goes out. That is how a request survives a worker killed while
-// holding it: NATS does not tell a requester that the subscriber it picked
-// went away (a worker killed with SIGKILL silently loses what it held), so
-// without an attempt timeout the request would wait out its whole deadline.
+// The request is bounded by ctx's deadline, which it must have. NATS does
+// not tell a requester that the subscriber it picked went away (a worker
+// killed with SIGKILL silently loses what it held), so such a request waits
+// out its deadline; it is not sent again, since the worker may have run it
+// (at most once; the cancel message tells the others to drop it).
 func call(ctx context.Context, t *Transport, subject, model string, req, resp proto.Message) (proto.Message, error) {
 	// One span per attempt: a retried request shows both sends.
 	ctx, span := t.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer))
