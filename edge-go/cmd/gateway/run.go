@@ -419,6 +419,7 @@ func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, e
 		// to the largest payload NATS advises.
 		MaxPayload: min(cfg.MaxMessageBytes, natsserver.MaxPayloadLimit),
 		Logger:     log,
+		ConfigFile: cfg.NATSServerConfig,
 	})
 	if err != nil {
 		return nil, err

@@ -119,6 +119,8 @@ type Config struct {
 	NATSPassword                       redact.Secret
 	NATSCreds, NATSNKey                string
 	NATSTLSCA, NATSTLSCert, NATSTLSKey string
+	// NATSServerConfig is the embedded nats-server's config file.
+	NATSServerConfig string
 
 	// RoutingFile is the per-model routing file (TOML; request coalescing);
 	// empty: no coalescing.
@@ -170,6 +172,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.StringVar(&c.InferenceTLSCert, "inference-tls-cert", "", "with --transport grpc: `file`: the gateway's PEM client certificate (mTLS, with --inference-tls-key)")
 	fs.StringVar(&c.InferenceTLSKey, "inference-tls-key", "", "with --transport grpc: `file`: the PEM key of --inference-tls-cert")
 	fs.StringVar(&c.InferenceTLSServerName, "inference-tls-server-name", "", "with --transport grpc: the name the service's certificate must carry (empty: the host of --inference-addr)")
+	fs.StringVar(&c.NATSServerConfig, "nats-server-config", "", "`file`: a nats-server config (authorization, accounts, permissions, tls) for the embedded server; without one that sets auth it listens on loopback only")
 	fs.StringVar(&c.NATSUser, "nats-user", "", "with --transport nats: NATS user name (with --nats-password)")
 	fs.Func("nats-password", "with --transport nats: NATS password (prefer TANDEM_NATS_PASSWORD to the command line)", func(v string) error {
 		c.NATSPassword = redact.Secret(v)
