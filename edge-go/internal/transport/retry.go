@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -30,20 +31,31 @@ func Retry(next Invoker) Invoker {
 
 type requestIDKey struct{}
 
+// requestID is made on first use: only some hops send one.
+type requestID struct {
+	once sync.Once
+	id   string
+}
+
 // WithRequestID returns ctx with a request id of its own: 16 random bytes in
 // hex, which the hop sends (NATS tandem-request-id) so that a worker can
-// drop a request the gateway gave up on. A ctx that has one keeps it.
+// drop a request the gateway gave up on. A ctx that has one keeps it. The
+// id is drawn when first asked for, so a hop that sends none pays nothing.
 func WithRequestID(ctx context.Context) context.Context {
-	if _, ok := RequestID(ctx); ok {
+	if _, ok := ctx.Value(requestIDKey{}).(*requestID); ok {
 		return ctx
 	}
-	return context.WithValue(ctx, requestIDKey{}, NewRequestID())
+	return context.WithValue(ctx, requestIDKey{}, &requestID{})
 }
 
 // RequestID is the request id of ctx, set by WithRequestID.
 func RequestID(ctx context.Context) (string, bool) {
-	id, ok := ctx.Value(requestIDKey{}).(string)
-	return id, ok
+	r, ok := ctx.Value(requestIDKey{}).(*requestID)
+	if !ok {
+		return "", false
+	}
+	r.once.Do(func() { r.id = NewRequestID() })
+	return r.id, true
 }
 
 // NewRequestID returns 16 random bytes in hex.
