@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 )
 
 // MaxPayloadLimit is the largest max_payload nats-server accepts without
@@ -66,8 +68,8 @@ func Start(cfg Config) (*Server, error) {
 	}
 	// Beyond loopback, anyone who reaches the port could publish requests
 	// and read every reply: that takes authorization in a config file.
-	if !loopback(host) && !hasAuth(opts) {
-		return nil, fmt.Errorf("nats server: refusing to listen on %s beyond loopback without authorization: give --nats-server-config a config that sets users, nkeys, accounts or a token", cfg.Listen)
+	if !loopback(host) && !natsauth.RequiresAuth(opts) {
+		return nil, fmt.Errorf("nats server: refusing to listen on %s beyond loopback without authorization: give --nats-server-config a config that sets users, nkeys, accounts or a token, without no_auth_user", cfg.Listen)
 	}
 	opts.ServerName = "tandem-gateway"
 	opts.Host, opts.Port = host, port
@@ -117,12 +119,6 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// hasAuth reports whether opts make clients authenticate.
-func hasAuth(opts *server.Options) bool {
-	return len(opts.Users) > 0 || len(opts.Nkeys) > 0 || opts.Username != "" || opts.Authorization != "" ||
-		len(opts.TrustedOperators) > 0 || len(opts.TrustedKeys) > 0 || opts.AuthCallout != nil
 }
 
 // Stop shuts the server down and waits until it has: clients are

@@ -95,6 +95,14 @@ func TestConfigFileWithAuth(t *testing.T) {
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	open := filepath.Join(t.TempDir(), "open.conf")
+	if err := os.WriteFile(open, []byte(conf+"no_auth_user: gateway\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ns, err := Start(Config{Listen: "0.0.0.0:0", MaxPayload: 4096, ConfigFile: open}); err == nil {
+		ns.Stop()
+		t.Error("listening beyond loopback with no_auth_user, which lets anyone in")
+	}
 	ns, err := Start(Config{Listen: "0.0.0.0:0", MaxPayload: 4096, ConfigFile: file})
 	if err != nil {
 		t.Fatal(err)
