@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/natstest"
 )
 
 // freePort returns a loopback port that was free a moment ago.
@@ -26,46 +25,6 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startWorker is a Go test double of the Python NATS worker: healthy, it
-// serves the model "digits" and answers an inference with the request's id.
-func startWorker(t *testing.T, url string) {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	answer := func(m *nats.Msg, resp proto.Message) {
-		data, err := proto.Marshal(resp)
-		if err != nil {
-			t.Error(err)
-		}
-		_ = m.Respond(data)
-	}
-	_, err = nc.QueueSubscribe("oip.v2.>", "tandem-inference", func(m *nats.Msg) {
-		switch m.Subject {
-		case "oip.v2.server.ready":
-			answer(m, &pb.ServerReadyResponse{Ready: true})
-		case "oip.v2.models.digits.ready":
-			answer(m, &pb.ModelReadyResponse{Ready: true})
-		case "oip.v2.models.digits.infer":
-			var req pb.ModelInferRequest
-			_ = proto.Unmarshal(m.Data, &req)
-			answer(m, &pb.ModelInferResponse{ModelName: "digits", ModelVersion: "1", Id: req.GetId()})
-		default:
-			_ = m.RespondMsg(&nats.Msg{Header: nats.Header{
-				"Nats-Service-Error-Code": {"404"}, "Nats-Service-Error": {"unknown model on " + m.Subject},
-			}})
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -94,7 +53,7 @@ func TestEmbeddedNATS(t *testing.T) {
 		t.Errorf("ready without a worker: %d %s, want 503 %s", status, body, want)
 	}
 
-	startWorker(t, "nats://127.0.0.1:"+strconv.Itoa(natsPort))
+	natstest.StartWorker(t, "nats://127.0.0.1:"+strconv.Itoa(natsPort), "oip.v2", natstest.Echo(t, "oip.v2"))
 	for _, path := range []string{"/v2/health/ready", "/v2/models/digits/ready"} {
 		if status, body := get(t, rest+path); status != http.StatusOK {
 			t.Errorf("GET %s: %d %s, want 200", path, status, body)

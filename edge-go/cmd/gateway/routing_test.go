@@ -15,6 +15,7 @@ import (
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
 func writeRouting(t *testing.T, text string) string {
@@ -33,7 +34,7 @@ func TestRoutingCoalesces(t *testing.T) {
 	var inFlight, most atomic.Int32
 	first, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	backend := oiptest.Start(t, "127.0.0.1:0", &oiptest.Service{
+	backend := oiptest.Start(t, "127.0.0.1:0", &transporttest.Double{
 		ModelInferFunc: func(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 			n := inFlight.Add(1)
 			defer inFlight.Add(-1)

@@ -3,8 +3,8 @@
 // per caller. The service's cost is per call (decoding, queueing, the event
 // loop), not per row, so one call of 64 rows costs little more than one of 1.
 //
-// It is a transport.Transport decorator, so both edges (REST and gRPC) and
-// both transports get it. Only the models a rule names are coalesced, and it
+// It is a transport.Middleware, so both edges (REST and gRPC) and both
+// transports get it. Only the models a rule names are coalesced, and it
 // never delays a request that has nothing to merge with: while fewer than
 // MaxInFlight calls are in flight for a key, a request goes out at once; only
 // beyond that do arrivals queue, and each call that finishes sends whatever
@@ -19,46 +19,46 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
-// New returns a Transport that coalesces the infer requests of the models
-// rules name with Coalesce set and passes every other call to next as it is.
+// Middleware coalesces the infer requests of the models rules name with
+// Coalesce set and passes every other call to next as it is.
 // maxMessageBytes bounds the size of a merged request: merging never builds
-// one that the hop would refuse. timeout bounds a coalesced request's wait
-// to be sent and its call together, as it bounds every call (--timeout);
-// 0: no bound beyond the caller's.
-func New(next transport.Transport, rules map[string]Rule, maxMessageBytes int, timeout time.Duration) transport.Transport {
+// one that the hop would refuse. A coalesced request's wait to be sent and
+// its call share one bound, its context's deadline.
+func Middleware(rules map[string]Rule, maxMessageBytes int) transport.Middleware {
 	active := map[string]Rule{}
 	for name, r := range rules {
 		if r.Coalesce {
+			if r.MaxQueueRows <= 0 {
+				r.MaxQueueRows = QueueRowsPerMaxRows * r.MaxRows
+			}
 			active[name] = r
 		}
-	}
-	if len(active) == 0 {
-		return next
 	}
 	if maxMessageBytes <= 0 {
 		maxMessageBytes = math.MaxInt
 	}
-	return &coalescer{
-		Transport: next,
-		rules:     active,
-		maxBytes:  maxMessageBytes,
-		timeout:   timeout,
-		lanes:     map[string]*lane{},
+	return func(next transport.Invoker) transport.Invoker {
+		if len(active) == 0 {
+			return next
+		}
+		return &coalescer{next: next, rules: active, maxBytes: maxMessageBytes, lanes: map[string]*lane{}}
 	}
 }
 
 type coalescer struct {
-	transport.Transport // every call but ModelInfer passes through
-	rules               map[string]Rule
-	maxBytes            int
-	timeout             time.Duration
+	next     transport.Invoker
+	rules    map[string]Rule
+	maxBytes int
 
 	mu    sync.Mutex
 	lanes map[string]*lane // by signature; removed when idle
@@ -67,10 +67,11 @@ type coalescer struct {
 // A lane is the calls in flight and the requests queued for one key.
 // Invariant: requests queue only while inFlight == rule.MaxInFlight.
 type lane struct {
-	key      string
-	rule     Rule
-	inFlight int
-	queue    []*waiter
+	key       string
+	rule      Rule
+	inFlight  int
+	queue     []*waiter
+	queueRows int // the rows of queue, at most rule.MaxQueueRows
 }
 
 // A waiter is a caller queued in a lane.
@@ -99,19 +100,28 @@ type mergedCall struct {
 	size   int
 }
 
-func (c *coalescer) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+func (c *coalescer) Invoke(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+	if infer, ok := req.(*pb.ModelInferRequest); ok && rpc == transport.ModelInfer {
+		return c.modelInfer(ctx, infer)
+	}
+	return c.next.Invoke(ctx, rpc, req)
+}
+
+func (c *coalescer) Close() error { return c.next.Close() }
+
+// call sends one request to next.
+func (c *coalescer) call(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	return transport.NewClient(c.next).ModelInfer(ctx, req)
+}
+
+func (c *coalescer) modelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 	rule, ok := c.rules[req.GetModelName()]
 	if !ok {
-		return c.Transport.ModelInfer(ctx, req)
+		return c.call(ctx, req)
 	}
 	sig, ok := signatureOf(req)
 	if !ok || sig.rows > rule.MaxRows {
-		return c.Transport.ModelInfer(ctx, req)
-	}
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, c.timeout, errQueuedTooLong)
-		defer cancel()
+		return c.call(ctx, req)
 	}
 
 	c.mu.Lock()
@@ -124,38 +134,63 @@ func (c *coalescer) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (
 		// Nothing to wait for: go at once, on the caller's own goroutine.
 		l.inFlight++
 		c.mu.Unlock()
-		resp, err := c.Transport.ModelInfer(ctx, req)
+		resp, err := c.call(ctx, req)
 		if next := c.finished(l); next != nil {
 			go c.run(l, next)
 		}
 		return resp, err
 	}
+	if l.queueRows+sig.rows > rule.MaxQueueRows {
+		c.mu.Unlock()
+		return nil, queueFull(req.GetModelName(), rule.MaxQueueRows)
+	}
 	w := &waiter{ctx: ctx, req: req, sig: sig, done: make(chan result, 1), queued: true}
 	l.queue = append(l.queue, w)
+	l.queueRows += sig.rows
 	c.mu.Unlock()
 
 	select {
 	case r := <-w.done:
 		if r.solo {
-			return c.Transport.ModelInfer(ctx, req)
+			return c.call(ctx, req)
 		}
 		return r.resp, r.err
 	case <-ctx.Done():
 		wasQueued := c.leave(l, w)
-		if context.Cause(ctx) == errQueuedTooLong {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			if wasQueued {
 				return nil, status.Errorf(codes.DeadlineExceeded,
-					"no answer within %v: the request for model %q waited that long behind other calls to be sent", c.timeout, req.GetModelName())
+					"no answer in time: the request for model %q waited behind other calls to be sent until its deadline", req.GetModelName())
 			}
 			return nil, status.Errorf(codes.DeadlineExceeded,
-				"no answer within %v: the call that carried the request for model %q, merged with others, did not return in time", c.timeout, req.GetModelName())
+				"no answer in time: the call that carried the request for model %q, merged with others, did not return before its deadline", req.GetModelName())
 		}
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 }
 
-// errQueuedTooLong is the cause of a coalesced request's own timeout.
-var errQueuedTooLong = errors.New("coalesce: timeout")
+// ErrQueueFull is what a request gets when its lane's queue holds
+// max_queue_rows already: RESOURCE_EXHAUSTED (429 with Retry-After), at
+// once, since waiting behind that many rows would not be served in time.
+var ErrQueueFull = errors.New("coalesce: queue full")
+
+// queueRetryAfter is the retry delay a queue-full refusal suggests.
+const queueRetryAfter = time.Second
+
+func queueFull(model string, maxRows int) error {
+	st := status.Newf(codes.ResourceExhausted,
+		"model %q is overloaded: %d rows already wait to be sent (max_queue_rows); retry later", model, maxRows)
+	if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(queueRetryAfter)}); err == nil {
+		st = withInfo
+	}
+	return &queueFullError{st: st}
+}
+
+type queueFullError struct{ st *status.Status }
+
+func (e *queueFullError) Error() string              { return e.st.Message() }
+func (e *queueFullError) Is(target error) bool       { return target == ErrQueueFull }
+func (e *queueFullError) GRPCStatus() *status.Status { return e.st }
 
 // leave takes a waiter whose caller went away out of its queue, so that it is
 // never sent, or, when a call already took it, lets that call end once no
@@ -167,6 +202,7 @@ func (c *coalescer) leave(l *lane, w *waiter) bool {
 		for i, q := range l.queue {
 			if q == w {
 				l.queue = append(l.queue[:i], l.queue[i+1:]...)
+				l.queueRows -= w.sig.rows
 				break
 			}
 		}
@@ -212,6 +248,7 @@ func (c *coalescer) finished(l *lane) []*waiter {
 	rest := copy(l.queue, l.queue[n:])
 	clear(l.queue[rest:])
 	l.queue = l.queue[:rest]
+	l.queueRows -= rows
 	for _, w := range batch {
 		w.queued = false
 	}
@@ -223,7 +260,7 @@ func (c *coalescer) run(l *lane, batch []*waiter) {
 	for batch != nil {
 		if len(batch) == 1 {
 			w := batch[0]
-			resp, err := c.Transport.ModelInfer(w.ctx, w.req)
+			resp, err := c.call(w.ctx, w.req)
 			w.done <- result{resp: resp, err: err}
 		} else {
 			c.merged(batch)
@@ -237,7 +274,7 @@ func (c *coalescer) merged(batch []*waiter) {
 	ctx, call := c.mergedContext(batch)
 	defer call.cancel()
 	req, buf := merge(batch)
-	resp, err := c.Transport.ModelInfer(ctx, req)
+	resp, err := c.call(ctx, req)
 	putBuffers(buf)
 	if err != nil {
 		// A request the service refuses never fails the others: each is

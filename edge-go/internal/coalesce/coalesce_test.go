@@ -3,6 +3,7 @@ package coalesce
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -18,8 +19,10 @@ import (
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
+	"github.com/tandem-ml/tandem/edge-go/internal/testkit"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/grpctransport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
 // double is the inference service for these tests: it derives its outputs
@@ -123,18 +126,29 @@ func (d *double) seen() []seen {
 	return slices.Clone(d.calls)
 }
 
-// setup serves d and returns the coalescing transport over it and the plain
-// one beneath.
-func setup(t *testing.T, d *double, rule Rule) (*coalescer, transport.Transport) {
+// setup serves d and returns the coalescer over it and the plain transport
+// beneath.
+func setup(t *testing.T, d *double, rule Rule) (*coalescer, transport.Client) {
 	t.Helper()
-	srv := oiptest.Start(t, "127.0.0.1:0", &oiptest.Service{ModelInferFunc: d.ModelInfer})
-	plain, err := grpctransport.New(grpctransport.Config{Addr: srv.Addr, Timeout: 10 * time.Second, MaxMessageBytes: 4 << 20})
+	srv := oiptest.Start(t, "127.0.0.1:0", &transporttest.Double{ModelInferFunc: d.ModelInfer})
+	plain, err := grpctransport.New(grpctransport.Config{Addr: srv.Addr, MaxMessageBytes: 4 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = plain.Close() })
 	rule.Coalesce = true
-	return New(plain, map[string]Rule{"m": rule}, 4<<20, 0).(*coalescer), plain
+	return coalescing(plain, rule), transport.NewClient(plain)
+}
+
+// coalescing is the coalescer over next, with rule for the model "m".
+func coalescing(next transport.Invoker, rule Rule) *coalescer {
+	rule.Coalesce = true
+	return Middleware(map[string]Rule{"m": rule}, 4<<20)(next).(*coalescer)
+}
+
+// ModelInfer calls c as the handlers do, through the typed client.
+func (c *coalescer) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	return transport.NewClient(c).ModelInfer(ctx, req)
 }
 
 // request is an FP32 [rows, width] request whose row r starts with mark+r.
@@ -170,18 +184,6 @@ func (c *coalescer) queued() int {
 	return n
 }
 
-// waitFor polls cond: the tests wait for states, never for times.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func mustEqual(t *testing.T, what string, got, want *pb.ModelInferResponse) {
 	t.Helper()
 	if !proto.Equal(got, want) {
@@ -191,7 +193,7 @@ func mustEqual(t *testing.T, what string, got, want *pb.ModelInferResponse) {
 
 func TestConcurrentCallersGetTheirOwnAnswers(t *testing.T) {
 	d := &double{gate: make(chan struct{})}
-	c, plain := setup(t, d, Rule{MaxRows: 64, MaxInFlight: 2})
+	c, plain := setup(t, d, Rule{MaxRows: 64, MaxInFlight: 2, MaxQueueRows: 1 << 20}) // every caller queues
 	const n = 1000
 	reqs := make([]*pb.ModelInferRequest, n)
 	for i := range reqs {
@@ -208,7 +210,7 @@ func TestConcurrentCallersGetTheirOwnAnswers(t *testing.T) {
 	}
 	// Two calls in flight in each of the two lanes (outputs differ), held
 	// by the gate; everyone else queued.
-	waitFor(t, "the callers to queue", func() bool { return c.queued() == n-4 })
+	testkit.Eventually(t, "the callers to queue", func() bool { return c.queued() == n-4 })
 	d.mu.Lock()
 	close(d.gate)
 	d.gate = nil
@@ -295,7 +297,7 @@ func TestIncompatibleRequestsNeverMerge(t *testing.T) {
 	// Hold one call in flight so that the rest queue together.
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = c.ModelInfer(t.Context(), request(0, 1, 4)) })
-	waitFor(t, "the first call", func() bool { return len(d.seen()) == 1 })
+	testkit.Eventually(t, "the first call", func() bool { return len(d.seen()) == 1 })
 	type answerOf struct {
 		resp *pb.ModelInferResponse
 		err  error
@@ -313,7 +315,7 @@ func TestIncompatibleRequestsNeverMerge(t *testing.T) {
 	// Three of the first kind queue behind the call held; of the other
 	// mergeable kinds, one goes at once, in a lane of its own, and two queue
 	// behind it. The rest go straight through.
-	waitFor(t, "the callers to queue", func() bool { return c.queued() == 3+4*2 })
+	testkit.Eventually(t, "the callers to queue", func() bool { return c.queued() == 3+4*2 })
 	d.mu.Lock()
 	close(d.gate)
 	d.gate = nil
@@ -347,7 +349,7 @@ func TestQueuedCallerThatLeavesIsNotSent(t *testing.T) {
 	c, _ := setup(t, d, Rule{MaxRows: 128, MaxInFlight: 1})
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = c.ModelInfer(t.Context(), request(0, 1, 4)) })
-	waitFor(t, "the first call", func() bool { return len(d.seen()) == 1 })
+	testkit.Eventually(t, "the first call", func() bool { return len(d.seen()) == 1 })
 
 	ctx, cancel := context.WithCancel(t.Context())
 	left := make(chan error, 1)
@@ -357,12 +359,12 @@ func TestQueuedCallerThatLeavesIsNotSent(t *testing.T) {
 	}()
 	var stayed error
 	wg.Go(func() { _, stayed = c.ModelInfer(t.Context(), request(2000, 1, 4)) })
-	waitFor(t, "two callers to queue", func() bool { return c.queued() == 2 })
+	testkit.Eventually(t, "two callers to queue", func() bool { return c.queued() == 2 })
 	cancel()
 	if err := <-left; status.Code(err) != codes.Canceled {
 		t.Errorf("the caller that left got %v, want CANCELED", err)
 	}
-	waitFor(t, "the caller to leave the queue", func() bool { return c.queued() == 1 })
+	testkit.Eventually(t, "the caller to leave the queue", func() bool { return c.queued() == 1 })
 	d.mu.Lock()
 	close(d.gate)
 	d.gate = nil
@@ -387,7 +389,7 @@ func queueBehindOne(t *testing.T, d *double, rule Rule, reqs []*pb.ModelInferReq
 	c, _ := setup(t, d, rule)
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = c.ModelInfer(t.Context(), request(-1000, 1, 4)) })
-	waitFor(t, "the first call", func() bool { return len(d.seen()) == 1 })
+	testkit.Eventually(t, "the first call", func() bool { return len(d.seen()) == 1 })
 	resps := make([]*pb.ModelInferResponse, len(reqs))
 	errs := make([]error, len(reqs))
 	for i, req := range reqs {
@@ -399,7 +401,7 @@ func queueBehindOne(t *testing.T, d *double, rule Rule, reqs []*pb.ModelInferReq
 			mergeable++
 		}
 	}
-	waitFor(t, "the callers to queue", func() bool { return c.queued() == mergeable })
+	testkit.Eventually(t, "the callers to queue", func() bool { return c.queued() == mergeable })
 	d.mu.Lock()
 	close(d.gate)
 	d.gate = nil
@@ -506,11 +508,14 @@ func TestParseRules(t *testing.T) {
 		wantErr    string
 	}{
 		{"full", "[models.digits]\ncoalesce = true\nmax_rows = 64\nmax_in_flight = 3\n",
-			map[string]Rule{"digits": {Coalesce: true, MaxRows: 64, MaxInFlight: 3}}, ""},
+			map[string]Rule{"digits": {Coalesce: true, MaxRows: 64, MaxInFlight: 3, MaxQueueRows: 8 * 64}}, ""},
+		{"queue rows", "[models.digits]\ncoalesce = true\nmax_queue_rows = 10\n",
+			map[string]Rule{"digits": {Coalesce: true, MaxRows: DefaultMaxRows, MaxInFlight: DefaultMaxInFlight, MaxQueueRows: 10}}, ""},
+		{"zero queue", "[models.digits]\nmax_queue_rows = 0\n", nil, "models.digits.max_queue_rows = 0: must be at least 1"},
 		{"defaults", "[models.digits]\ncoalesce = true\n",
-			map[string]Rule{"digits": {Coalesce: true, MaxRows: DefaultMaxRows, MaxInFlight: DefaultMaxInFlight}}, ""},
+			map[string]Rule{"digits": {Coalesce: true, MaxRows: DefaultMaxRows, MaxInFlight: DefaultMaxInFlight, MaxQueueRows: 8 * DefaultMaxRows}}, ""},
 		{"quoted name", "[models.\"digits-torch\"]\ncoalesce = false\n",
-			map[string]Rule{"digits-torch": {MaxRows: DefaultMaxRows, MaxInFlight: DefaultMaxInFlight}}, ""},
+			map[string]Rule{"digits-torch": {MaxRows: DefaultMaxRows, MaxInFlight: DefaultMaxInFlight, MaxQueueRows: 8 * DefaultMaxRows}}, ""},
 		{"empty", "", nil, ""},
 		{"unknown key", "[models.digits]\ncoalesce = true\nmax_row = 3\n", nil, "unknown keys: models.digits.max_row"},
 		{"zero rows", "[models.digits]\nmax_rows = 0\n", nil, "models.digits.max_rows = 0: must be at least 1"},
@@ -543,31 +548,114 @@ func TestParseRules(t *testing.T) {
 
 // stuck is a hop whose calls return only when released, whatever their
 // context says: it holds a lane's slot as long as the test wants.
-type stuck struct {
-	transport.Transport // only ModelInfer is called
-	release             chan struct{}
-	calls               atomic.Int32
+func stuck(release <-chan struct{}, calls *atomic.Int32) *transporttest.Double {
+	return &transporttest.Double{ModelInferFunc: func(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+		calls.Add(1)
+		<-release
+		return answer(req)
+	}}
 }
 
-func (s *stuck) ModelInfer(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	s.calls.Add(1)
-	<-s.release
-	return answer(req)
-}
-
+// A queued caller whose deadline passes leaves the queue: it is answered
+// DEADLINE_EXCEEDED naming the wait, and never sent.
 func TestQueuedCallerTimesOut(t *testing.T) {
-	hop := &stuck{release: make(chan struct{})}
-	c := New(hop, map[string]Rule{"m": {Coalesce: true, MaxRows: 128, MaxInFlight: 1}}, 4<<20, 50*time.Millisecond).(*coalescer)
+	release := make(chan struct{})
+	var calls atomic.Int32
+	c := coalescing(stuck(release, &calls), Rule{MaxRows: 128, MaxInFlight: 1})
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = c.ModelInfer(t.Context(), request(0, 1, 4)) })
-	waitFor(t, "the first call", func() bool { return hop.calls.Load() == 1 })
-	_, err := c.ModelInfer(t.Context(), request(1000, 1, 4))
-	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(status.Convert(err).Message(), "waited that long behind other calls") {
+	testkit.Eventually(t, "the first call", func() bool { return calls.Load() == 1 })
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.ModelInfer(ctx, request(1000, 1, 4))
+	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(status.Convert(err).Message(), "waited behind other calls") {
 		t.Errorf("queued caller got %v, want DEADLINE_EXCEEDED for its wait", err)
 	}
-	close(hop.release)
+	close(release)
 	wg.Wait()
-	if n := hop.calls.Load(); n != 1 {
+	if n := calls.Load(); n != 1 {
 		t.Errorf("the hop saw %d calls, want only the first", n)
+	}
+}
+
+// A merged call goes on while one of its callers waits for it, and is
+// cancelled as soon as the last one has left: the service does not work for
+// nobody.
+func TestMergedCallIsCancelledWhenEveryCallerLeaves(t *testing.T) {
+	release := make(chan struct{})
+	merged := make(chan context.Context, 1)
+	var calls atomic.Int32
+	d := &transporttest.Double{ModelInferFunc: func(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+		calls.Add(1)
+		if req.GetInputs()[0].GetShape()[0] == 1 { // the first call, alone
+			<-release
+			return answer(req)
+		}
+		merged <- ctx
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}}
+	c := coalescing(d, Rule{MaxRows: 128, MaxInFlight: 1})
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.ModelInfer(t.Context(), request(0, 1, 4)) })
+	testkit.Eventually(t, "the first call", func() bool { return calls.Load() == 1 })
+
+	type caller struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	callers := make([]caller, 2)
+	for i := range callers {
+		ctx, cancel := context.WithCancel(t.Context())
+		callers[i] = caller{cancel, make(chan error, 1)}
+		go func() {
+			_, err := c.ModelInfer(ctx, request(float32(1000*(i+1)), 1, 4))
+			callers[i].done <- err
+		}()
+	}
+	testkit.Eventually(t, "two callers to queue", func() bool { return c.queued() == 2 })
+	close(release)
+	callCtx := <-merged // the two queued requests, in one call
+
+	callers[0].cancel()
+	if err := <-callers[0].done; status.Code(err) != codes.Canceled {
+		t.Errorf("the caller that left got %v, want CANCELED", err)
+	}
+	if callCtx.Err() != nil {
+		t.Fatal("the merged call was cancelled while a caller still waits for it")
+	}
+	callers[1].cancel()
+	<-callers[1].done
+	if callCtx.Err() == nil {
+		t.Error("the merged call goes on after every caller left")
+	}
+	wg.Wait()
+}
+
+// A request that would take the queue past max_queue_rows is refused at
+// once with RESOURCE_EXHAUSTED (ErrQueueFull) and a retry delay; the ones
+// queued before it are served.
+func TestQueueFull(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	c := coalescing(stuck(release, &calls), Rule{MaxRows: 8, MaxInFlight: 1, MaxQueueRows: 3})
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.ModelInfer(t.Context(), request(0, 1, 4)) })
+	testkit.Eventually(t, "the first call", func() bool { return calls.Load() == 1 })
+	errs := make([]error, 2)
+	for i, rows := range []int{2, 1} { // three rows: the queue is full
+		wg.Go(func() { _, errs[i] = c.ModelInfer(t.Context(), request(float32(1000*(i+1)), rows, 4)) })
+	}
+	testkit.Eventually(t, "three rows to queue", func() bool { return c.queued() == 2 })
+	_, err := c.ModelInfer(t.Context(), request(9000, 1, 4))
+	if !errors.Is(err, ErrQueueFull) || status.Code(err) != codes.ResourceExhausted || len(status.Convert(err).Details()) != 1 {
+		t.Errorf("over max_queue_rows: %v, want RESOURCE_EXHAUSTED ErrQueueFull with a retry delay", err)
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("queued caller %d: %v", i, err)
+		}
 	}
 }

@@ -20,13 +20,16 @@ import (
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/edgegrpc"
-	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
+	"github.com/tandem-ml/tandem/edge-go/internal/graceful"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
-// double is a transport.Transport that answers from its fields and notes
-// the deadline of each call.
+// double notes the calls that reach the transport and answers them through
+// invoker, the transport the edge is given.
 type double struct {
 	err     error         // returned by every call when set
+	panics  bool          // ModelInfer panics
 	block   chan struct{} // when set, ModelInfer waits for it to close
 	arrived chan struct{} // when set, ModelInfer closes it on arrival
 
@@ -50,27 +53,31 @@ func (d *double) seen() (int, time.Time) {
 	return d.calls, d.deadline
 }
 
-func (d *double) ServerLive(ctx context.Context, _ *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
-	return &pb.ServerLiveResponse{Live: true}, d.note(ctx)
+func (d *double) invoker() *transporttest.Double {
+	return &transporttest.Double{
+		ServerLiveFunc: func(ctx context.Context, _ *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
+			return &pb.ServerLiveResponse{Live: true}, d.note(ctx)
+		},
+		ServerReadyFunc: func(ctx context.Context, _ *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
+			return &pb.ServerReadyResponse{Ready: true}, d.note(ctx)
+		},
+		ModelReadyFunc: func(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
+			return &pb.ModelReadyResponse{Ready: req.GetName() == "digits"}, d.note(ctx)
+		},
+		ServerMetadataFunc: func(ctx context.Context, _ *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
+			return &pb.ServerMetadataResponse{Name: "worker"}, d.note(ctx)
+		},
+		ModelMetadataFunc: func(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
+			return &pb.ModelMetadataResponse{Name: req.GetName(), Versions: []string{"1"}}, d.note(ctx)
+		},
+		ModelInferFunc: d.modelInfer,
+	}
 }
 
-func (d *double) ServerReady(ctx context.Context, _ *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
-	return &pb.ServerReadyResponse{Ready: true}, d.note(ctx)
-}
-
-func (d *double) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
-	return &pb.ModelReadyResponse{Ready: req.GetName() == "digits"}, d.note(ctx)
-}
-
-func (d *double) ServerMetadata(ctx context.Context, _ *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
-	return &pb.ServerMetadataResponse{Name: "worker"}, d.note(ctx)
-}
-
-func (d *double) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
-	return &pb.ModelMetadataResponse{Name: req.GetName(), Versions: []string{"1"}}, d.note(ctx)
-}
-
-func (d *double) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+func (d *double) modelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	if d.panics {
+		panic("secret internals")
+	}
 	if d.arrived != nil {
 		close(d.arrived)
 	}
@@ -84,8 +91,6 @@ func (d *double) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	return &pb.ModelInferResponse{ModelName: req.GetModelName(), Id: req.GetId()}, d.note(ctx)
 }
 
-func (d *double) Close() error { return nil }
-
 // start serves the edge listener over tr on a free port until the test
 // ends; stop starts the graceful shutdown, and Serve's result arrives on
 // served.
@@ -96,7 +101,7 @@ func start(t *testing.T, tr *double, timeout time.Duration) (client pb.GRPCInfer
 		t.Fatal(err)
 	}
 	srv := edgegrpc.New(edgegrpc.Config{
-		Transport: tr, Logger: slog.New(slog.DiscardHandler),
+		Transport: tr.invoker(), Logger: slog.New(slog.DiscardHandler),
 		Name: "tandem", Version: "v9", Extensions: []string{"binary_tensor_data"},
 		Timeout: timeout, MaxRecvBytes: 1024, MaxSendBytes: 1 << 20,
 	})
@@ -104,7 +109,7 @@ func start(t *testing.T, tr *double, timeout time.Duration) (client pb.GRPCInfer
 	result, done := make(chan error, 1), make(chan struct{})
 	go func() {
 		defer close(done)
-		result <- srv.Serve(ctx, ln, 200*time.Millisecond)
+		result <- graceful.Serve(ctx, slog.New(slog.DiscardHandler), "grpc", srv, ln, 200*time.Millisecond)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -176,8 +181,8 @@ func TestErrors(t *testing.T) {
 		{"overloaded", status.Error(codes.ResourceExhausted, "queue full"), codes.ResourceExhausted, "queue full"},
 		{"unavailable", status.Error(codes.Unavailable, "no worker"), codes.Unavailable, "no worker"},
 		{"deadline", status.Error(codes.DeadlineExceeded, "slow"), codes.DeadlineExceeded, "slow"},
-		{"too large", oiperr.TooLarge("over max_payload"), codes.ResourceExhausted, "over max_payload"},
-		{"wrapped too large", fmt.Errorf("%w: 9 bytes", oiperr.ErrTooLarge), codes.ResourceExhausted, "request too large: 9 bytes"},
+		{"too large", transport.TooLarge("over max_payload"), codes.ResourceExhausted, "over max_payload"},
+		{"wrapped too large", fmt.Errorf("%w: 9 bytes", transport.ErrTooLarge), codes.ResourceExhausted, "request too large: 9 bytes"},
 		{"context deadline", context.DeadlineExceeded, codes.DeadlineExceeded, "context deadline exceeded"},
 		{"bug", errors.New("boom"), codes.Internal, "boom"},
 	}
@@ -273,4 +278,17 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("Serve = %v, want the calls cut off reported", err)
 		}
 	})
+}
+
+// A call whose handler panics is INTERNAL "internal error", with nothing
+// of the panic; the server goes on serving.
+func TestPanicIsRecovered(t *testing.T) {
+	client, _, _, _ := start(t, &double{panics: true}, time.Minute)
+	_, err := client.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"})
+	if st := status.Convert(err); st.Code() != codes.Internal || st.Message() != "internal error" {
+		t.Errorf("got %v %q, want INTERNAL \"internal error\"", st.Code(), st.Message())
+	}
+	if _, err := client.ServerReady(t.Context(), &pb.ServerReadyRequest{}); err != nil {
+		t.Errorf("after the panic: %v", err)
+	}
 }

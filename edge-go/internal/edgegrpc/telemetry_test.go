@@ -17,22 +17,27 @@ import (
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/edgegrpc"
+	"github.com/tandem-ml/tandem/edge-go/internal/graceful"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 	"github.com/tandem-ml/tandem/edge-go/internal/servertiming"
 	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
 // timed answers infer as a worker that reports its times does.
-type timed struct{ *double }
-
-func (d timed) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	if req.GetModelName() != "digits" {
-		return d.double.ModelInfer(ctx, req)
+func timed() *transporttest.Double {
+	d := &double{}
+	inv := d.invoker()
+	inv.ModelInferFunc = func(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+		if req.GetModelName() != "digits" {
+			return d.modelInfer(ctx, req)
+		}
+		time.Sleep(2 * time.Millisecond) // longer than the service's 0.5 ms
+		return &pb.ModelInferResponse{ModelName: "digits", Parameters: map[string]*pb.InferParameter{
+			servertiming.Param: {ParameterChoice: &pb.InferParameter_StringParam{StringParam: "queue;dur=0.1, model;dur=0.2, service;dur=0.5"}},
+		}}, nil
 	}
-	time.Sleep(2 * time.Millisecond) // longer than the service's 0.5 ms
-	return &pb.ModelInferResponse{ModelName: "digits", Parameters: map[string]*pb.InferParameter{
-		servertiming.Param: {ParameterChoice: &pb.InferParameter_StringParam{StringParam: "queue;dur=0.1, model;dur=0.2, service;dur=0.5"}},
-	}}, nil
+	return inv
 }
 
 // Calls are traced and counted, health checks neither; an infer answer
@@ -45,7 +50,7 @@ func TestTelemetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := edgegrpc.New(edgegrpc.Config{
-		Transport: timed{&double{}}, Logger: slog.New(slog.DiscardHandler), Name: "tandem",
+		Transport: timed(), Logger: slog.New(slog.DiscardHandler), Name: "tandem",
 		Timeout: 5 * time.Second, MaxRecvBytes: 1024, MaxSendBytes: 1 << 20,
 		Metrics: m, ServerOptions: telemetry.Recording(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))).GRPCServerOptions(),
 	})
@@ -53,7 +58,7 @@ func TestTelemetry(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = srv.Serve(ctx, ln, time.Second)
+		_ = graceful.Serve(ctx, slog.New(slog.DiscardHandler), "grpc", srv, ln, time.Second)
 	}()
 	t.Cleanup(func() {
 		cancel()

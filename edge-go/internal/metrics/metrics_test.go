@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,11 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
-	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
-	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
-	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
 func TestRequests(t *testing.T) {
@@ -88,56 +82,11 @@ func TestModelsAreBounded(t *testing.T) {
 	}
 }
 
-type failing struct {
-	transport.Transport
-	err error
-}
-
-func (f failing) ModelInfer(context.Context, *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	return nil, f.err
-}
-
-// Failures of the hop count by kind; the service's answers do not.
-func TestHopErrors(t *testing.T) {
-	tests := []struct {
-		err  error
-		kind string
-	}{
-		{status.Error(codes.Unavailable, "down"), "unavailable"},
-		{status.Error(codes.DeadlineExceeded, "slow"), "deadline"},
-		{oiperr.TooLarge("big"), "too_large"},
-		{transport.WithKind(transport.KindNoResponders, status.New(codes.Unavailable, "nobody")), "no_responders"},
-		{status.Error(codes.Internal, "bug"), "internal"},
-		{status.Error(codes.InvalidArgument, "bad input"), ""},
-		{status.Error(codes.NotFound, "unknown model"), ""},
-	}
-	for _, tt := range tests {
-		m := New("nats")
-		_, err := m.Hop(failing{err: tt.err}).ModelInfer(t.Context(), &pb.ModelInferRequest{})
-		if !errors.Is(err, tt.err) {
-			t.Errorf("the error changed: %v", err)
-		}
-		total := testutil.CollectAndCount(m.hopErrors)
-		if tt.kind == "" {
-			if total != 0 {
-				t.Errorf("%v counted as a hop error", tt.err)
-			}
-			continue
-		}
-		if got := testutil.ToFloat64(m.hopErrors.WithLabelValues("nats", tt.kind)); got != 1 {
-			t.Errorf("%v: hop_errors{kind=%q} = %v, want 1", tt.err, tt.kind, got)
-		}
-	}
-}
-
 func TestNilRecordsNothing(t *testing.T) {
 	var m *Metrics
 	m.Begin()
 	m.End(t.Context(), "digits", "200", time.Millisecond)
 	m.HopError("unavailable")
-	if tr := (failing{}); m.Hop(tr) != transport.Transport(tr) {
-		t.Error("a nil Metrics wrapped the transport")
-	}
 }
 
 func TestGRPCCode(t *testing.T) {
@@ -145,5 +94,22 @@ func TestGRPCCode(t *testing.T) {
 		if got := GRPCCode(c); got != want {
 			t.Errorf("GRPCCode(%v) = %q, want %q", c, got, want)
 		}
+	}
+}
+
+// A model name that is not UTF-8 (the client's bytes) is counted under its
+// valid form rather than panicking in the label code, once.
+func TestInvalidUTF8Model(t *testing.T) {
+	m := New("grpc")
+	for range 3 {
+		m.Begin()
+		m.End(t.Context(), "\xff\xfe", "400", time.Millisecond)
+		m.Refused("\xff", "overloaded")
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("\uFFFD", "grpc", "400")); got != 3 {
+		t.Errorf("requests{model=U+FFFD} = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.refused.WithLabelValues("\uFFFD", "overloaded")); got != 3 {
+		t.Errorf("refused{model=U+FFFD} = %v, want 3", got)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 )
 
 // MaxPayloadLimit is the largest max_payload nats-server accepts without
@@ -38,6 +40,10 @@ type Config struct {
 	MaxPayload int
 	// Logger receives the server's log, at the matching levels.
 	Logger *slog.Logger
+	// ConfigFile is a nats-server config file (authorization, accounts,
+	// permissions, tls; --nats-server-config); Listen, MonitorAddr and
+	// MaxPayload win over what it says about them. Empty: none.
+	ConfigFile string
 }
 
 // Server is a running embedded nats-server.
@@ -54,14 +60,22 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.MaxPayload <= 0 || cfg.MaxPayload > MaxPayloadLimit {
 		return nil, fmt.Errorf("nats max payload %d: must be between 1 and %d", cfg.MaxPayload, MaxPayloadLimit)
 	}
-	opts := &server.Options{
-		ServerName: "tandem-gateway",
-		Host:       host,
-		Port:       port,
-		MaxPayload: int32(cfg.MaxPayload),
-		// The gateway owns the signals and shuts the server down itself.
-		NoSigs: true,
+	opts := &server.Options{}
+	if cfg.ConfigFile != "" {
+		if opts, err = server.ProcessConfigFile(cfg.ConfigFile); err != nil {
+			return nil, fmt.Errorf("nats server config: %w", err)
+		}
 	}
+	// Beyond loopback, anyone who reaches the port could publish requests
+	// and read every reply: that takes authorization in a config file.
+	if !loopback(host) && !natsauth.RequiresAuth(opts) {
+		return nil, fmt.Errorf("nats server: refusing to listen on %s beyond loopback without authorization: give --nats-server-config a config that sets users, nkeys, accounts or a token, without no_auth_user", cfg.Listen)
+	}
+	opts.ServerName = "tandem-gateway"
+	opts.Host, opts.Port = host, port
+	opts.MaxPayload = int32(cfg.MaxPayload)
+	// The gateway owns the signals and shuts the server down itself.
+	opts.NoSigs = true
 	// A payload up to the limit must fit in a client's pending buffer.
 	opts.MaxPending = max(server.MAX_PENDING_SIZE, 2*int64(cfg.MaxPayload))
 	if cfg.MonitorAddr != "" {
@@ -96,6 +110,15 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}
 	return &Server{ns}, nil
+}
+
+// loopback reports whether host is a loopback name or address.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Stop shuts the server down and waits until it has: clients are

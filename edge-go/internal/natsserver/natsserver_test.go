@@ -1,8 +1,11 @@
 package natsserver
 
 import (
+	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -74,10 +77,45 @@ func TestStartErrors(t *testing.T) {
 		{Config{Listen: "127.0.0.1:0", MaxPayload: 0}, "nats max payload 0"},
 		{Config{Listen: "127.0.0.1:0", MaxPayload: MaxPayloadLimit + 1}, "must be between 1 and 8388608"},
 		{Config{Listen: taken.Addr().String(), MaxPayload: 1}, "address already in use"},
+		{Config{Listen: ":0", MaxPayload: 1}, "refusing to listen on :0 beyond loopback without authorization"},
+		{Config{Listen: "127.0.0.1:0", MaxPayload: 1, ConfigFile: "/nonexistent.conf"}, "nats server config"},
 	}
 	for _, tt := range tests {
 		if _, err := Start(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Start(%+v) = %v, want an error containing %q", tt.cfg, err, tt.want)
 		}
 	}
+}
+
+// Beyond loopback the server listens only with authorization from its
+// config file, and then refuses an anonymous client.
+func TestConfigFileWithAuth(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "nats.conf")
+	conf := "authorization {\n  users = [ { user: gateway, password: s3cret } ]\n}\n"
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(t.TempDir(), "open.conf")
+	if err := os.WriteFile(open, []byte(conf+"no_auth_user: gateway\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ns, err := Start(Config{Listen: "0.0.0.0:0", MaxPayload: 4096, ConfigFile: open}); err == nil {
+		ns.Stop()
+		t.Error("listening beyond loopback with no_auth_user, which lets anyone in")
+	}
+	ns, err := Start(Config{Listen: "0.0.0.0:0", MaxPayload: 4096, ConfigFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Stop()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Error("an anonymous client was let in")
+	}
+	nc, err := nats.Connect(url, nats.UserInfo("gateway", "s3cret"))
+	if err != nil {
+		t.Fatalf("the configured user: %v", err)
+	}
+	nc.Close()
 }

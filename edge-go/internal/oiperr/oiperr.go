@@ -1,7 +1,8 @@
 // Package oiperr maps errors to what an OIP REST client sees: an HTTP status
 // and a message. gRPC status errors are the gateway's common currency: the
 // transports return them and the codec raises them, so one table here decides
-// every status code the REST API answers with.
+// every status code the REST API answers with. A request over one of the
+// gateway's limits is transport.ErrTooLarge: 413.
 package oiperr
 
 import (
@@ -15,6 +16,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
 // StatusClientClosedRequest is nginx's code for a client that went away
@@ -24,26 +27,6 @@ const StatusClientClosedRequest = 499
 // DefaultRetryAfter is the Retry-After, in seconds, of a 429 whose error does
 // not say when to retry.
 const DefaultRetryAfter = 1
-
-// ErrTooLarge marks a request over one of the gateway's size limits other
-// than the body's own (which net/http reports as *http.MaxBytesError): 413.
-// Wrap it with what was too large, or make the error with TooLarge.
-var ErrTooLarge = errors.New("request too large")
-
-// TooLarge is a request-too-large error that is at once ErrTooLarge (so REST
-// answers 413) and a RESOURCE_EXHAUSTED gRPC status (so it keeps the
-// transports' promise that every error they return is a status, and the edge
-// gRPC listener answers it as gRPC does an oversized message). msg is the
-// whole message, for example that of a worker's NATS 413.
-func TooLarge(msg string) error { return &tooLargeError{msg: msg} }
-
-type tooLargeError struct{ msg string }
-
-func (e *tooLargeError) Error() string        { return e.msg }
-func (e *tooLargeError) Is(target error) bool { return target == ErrTooLarge }
-func (e *tooLargeError) GRPCStatus() *status.Status {
-	return status.New(codes.ResourceExhausted, e.msg)
-}
 
 // httpStatus is the one mapping from gRPC codes to HTTP statuses; codes not
 // listed are the gateway's or the service's bugs: 500.
@@ -82,7 +65,7 @@ func FromError(err error) Response {
 			Message: fmt.Sprintf("request body too large: the limit is %d bytes", tooLarge.Limit),
 		}
 	}
-	if errors.Is(err, ErrTooLarge) {
+	if errors.Is(err, transport.ErrTooLarge) {
 		return Response{Status: http.StatusRequestEntityTooLarge, Message: err.Error()}
 	}
 	// A context error that never went through a transport, such as the
@@ -112,7 +95,7 @@ func ToGRPC(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, ErrTooLarge) {
+	if errors.Is(err, transport.ErrTooLarge) {
 		return status.Error(codes.ResourceExhausted, err.Error())
 	}
 	if st, ok := status.FromError(err); ok {

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
 func TestHTTPStatus(t *testing.T) {
@@ -65,8 +67,8 @@ func TestFromError(t *testing.T) {
 		{"overloaded", status.Error(codes.ResourceExhausted, "busy"), Response{Status: 429, Message: "busy", RetryAfter: "1"}},
 		{"overloaded with retry info", retryIn(2500 * time.Millisecond), Response{Status: 429, Message: "queue full", RetryAfter: "3"}},
 		{"body too large", fmt.Errorf("read body: %w", &http.MaxBytesError{Limit: 1024}), Response{Status: 413, Message: "request body too large: the limit is 1024 bytes"}},
-		{"too large", fmt.Errorf("%w: its tensors take 9 bytes", ErrTooLarge), Response{Status: 413, Message: "request too large: its tensors take 9 bytes"}},
-		{"too large status", TooLarge("model input too large: 9 bytes"), Response{Status: 413, Message: "model input too large: 9 bytes"}},
+		{"too large", fmt.Errorf("%w: its tensors take 9 bytes", transport.ErrTooLarge), Response{Status: 413, Message: "request too large: its tensors take 9 bytes"}},
+		{"too large status", transport.TooLarge("model input too large: 9 bytes"), Response{Status: 413, Message: "model input too large: 9 bytes"}},
 		{"context deadline", fmt.Errorf("read body: %w", context.DeadlineExceeded), Response{Status: 504, Message: "read body: context deadline exceeded"}},
 		{"context canceled", context.Canceled, Response{Status: 499, Message: "context canceled"}},
 		{"plain error", errors.New("boom"), Response{Status: 500, Message: "boom"}},
@@ -88,8 +90,8 @@ func TestToGRPC(t *testing.T) {
 		msg  string
 	}{
 		{"status passes through", status.Error(codes.NotFound, "unknown model"), codes.NotFound, "unknown model"},
-		{"too large", fmt.Errorf("%w: its tensors take 9 bytes", ErrTooLarge), codes.ResourceExhausted, "request too large: its tensors take 9 bytes"},
-		{"too large status", TooLarge("over max_payload"), codes.ResourceExhausted, "over max_payload"},
+		{"too large", fmt.Errorf("%w: its tensors take 9 bytes", transport.ErrTooLarge), codes.ResourceExhausted, "request too large: its tensors take 9 bytes"},
+		{"too large status", transport.TooLarge("over max_payload"), codes.ResourceExhausted, "over max_payload"},
 		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded, "context deadline exceeded"},
 		{"canceled", fmt.Errorf("read: %w", context.Canceled), codes.Canceled, "read: context canceled"},
 		{"plain error", errors.New("boom"), codes.Internal, "boom"},

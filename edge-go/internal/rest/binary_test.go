@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
-	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
 func float32s(values ...float32) []byte {
@@ -28,7 +28,7 @@ func float32s(values ...float32) []byte {
 func TestInferBinary(t *testing.T) {
 	got := make(chan *pb.ModelInferRequest, 1)
 	probs := float32s(0.25, 0.75)
-	svc := &oiptest.Service{ModelInferFunc: func(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	svc := &transporttest.Double{ModelInferFunc: func(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 		got <- req
 		return &pb.ModelInferResponse{
 			ModelName: req.GetModelName(), ModelVersion: "1", Id: req.GetId(),

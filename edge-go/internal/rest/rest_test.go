@@ -22,6 +22,7 @@ import (
 	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/grpctransport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
 const (
@@ -55,10 +56,10 @@ type gateway struct {
 
 // startGateway serves the REST handler in front of a real gRPC server that
 // runs svc, through the real gRPC transport.
-func startGateway(t *testing.T, svc *oiptest.Service, timeout time.Duration) *gateway {
+func startGateway(t *testing.T, svc *transporttest.Double, timeout time.Duration) *gateway {
 	t.Helper()
 	backend := oiptest.Start(t, "127.0.0.1:0", svc)
-	tr, err := grpctransport.New(grpctransport.Config{Addr: backend.Addr, Timeout: timeout, MaxMessageBytes: testMaxMessage})
+	tr, err := grpctransport.New(grpctransport.Config{Addr: backend.Addr, MaxMessageBytes: testMaxMessage})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +68,7 @@ func startGateway(t *testing.T, svc *oiptest.Service, timeout time.Duration) *ga
 	h, err := New(Config{
 		Transport:       tr,
 		Logger:          slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Timeout:         timeout,
 		Version:         "test",
 		MaxBodyBytes:    testMaxBody,
 		MaxMessageBytes: testMaxMessage,
@@ -125,7 +127,7 @@ const inferBody = `{"id": "r1", "inputs": [{"name": "pixels", "datatype": "FP32"
 
 func TestInfer(t *testing.T) {
 	got := make(chan *pb.ModelInferRequest, 1)
-	svc := &oiptest.Service{ModelInferFunc: func(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	svc := &transporttest.Double{ModelInferFunc: func(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 		got <- req
 		out := make([]byte, 8)
 		binary.LittleEndian.PutUint32(out, math.Float32bits(0.25))
@@ -186,7 +188,7 @@ func TestInferErrorStatuses(t *testing.T) {
 	} {
 		t.Run(code.String(), func(t *testing.T) {
 			msg := "the service says " + code.String()
-			g := startGateway(t, &oiptest.Service{ModelInferFunc: func(context.Context, *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+			g := startGateway(t, &transporttest.Double{ModelInferFunc: func(context.Context, *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 				return nil, status.Error(code, msg)
 			}}, 5*time.Second)
 			a := g.do(t, "POST", "/v2/models/m/infer", inferBody)
@@ -207,7 +209,7 @@ func TestInferErrorStatuses(t *testing.T) {
 }
 
 func TestInferGatewayErrors(t *testing.T) {
-	blocking := &oiptest.Service{ModelInferFunc: func(ctx context.Context, _ *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	blocking := &transporttest.Double{ModelInferFunc: func(ctx context.Context, _ *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}}
@@ -246,7 +248,7 @@ func TestInferGatewayErrors(t *testing.T) {
 
 // A body without Content-Length is cut off as soon as it passes the limit.
 func TestInferChunkedBodyOverLimit(t *testing.T) {
-	g := startGateway(t, &oiptest.Service{}, time.Second)
+	g := startGateway(t, &transporttest.Double{}, time.Second)
 	body := io.MultiReader(strings.NewReader(`{"inputs": [`), strings.NewReader(strings.Repeat(" ", 2*testMaxBody)))
 	req, err := http.NewRequestWithContext(t.Context(), "POST", g.url+"/v2/models/m/infer", body)
 	if err != nil {
@@ -267,7 +269,7 @@ func TestInferChunkedBodyOverLimit(t *testing.T) {
 func TestHealthAndMetadata(t *testing.T) {
 	var ready, modelReady = true, true
 	var mu sync.Mutex
-	svc := &oiptest.Service{
+	svc := &transporttest.Double{
 		ServerReadyFunc: func(context.Context, *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -345,7 +347,7 @@ func TestHealthAndMetadata(t *testing.T) {
 // With the service gone, the gateway stays live, reports not ready, and
 // answers inference with 503 at once.
 func TestServiceDown(t *testing.T) {
-	g := startGateway(t, &oiptest.Service{}, 5*time.Second)
+	g := startGateway(t, &transporttest.Double{}, 5*time.Second)
 	if a := g.do(t, "GET", "/v2/health/ready", ""); a.status != 200 {
 		t.Fatalf("ready before the outage: %d %s", a.status, a.body)
 	}

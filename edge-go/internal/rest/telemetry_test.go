@@ -14,12 +14,13 @@ import (
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
 	"github.com/tandem-ml/tandem/edge-go/internal/servertiming"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/grpctransport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
 // An infer answer carries Server-Timing and not the worker's parameter;
 // answers and failures count in the metrics under their model and status.
 func TestServerTimingAndMetrics(t *testing.T) {
-	backend := oiptest.Start(t, "127.0.0.1:0", &oiptest.Service{
+	backend := oiptest.Start(t, "127.0.0.1:0", &transporttest.Double{
 		ModelInferFunc: func(context.Context, *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 			time.Sleep(2 * time.Millisecond) // longer than the service's 0.5 ms
 			return &pb.ModelInferResponse{ModelName: "digits", Parameters: map[string]*pb.InferParameter{
@@ -27,14 +28,14 @@ func TestServerTimingAndMetrics(t *testing.T) {
 			}}, nil
 		},
 	})
-	tr, err := grpctransport.New(grpctransport.Config{Addr: backend.Addr, Timeout: 5 * time.Second, MaxMessageBytes: testMaxMessage})
+	tr, err := grpctransport.New(grpctransport.Config{Addr: backend.Addr, MaxMessageBytes: testMaxMessage})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tr.Close() })
 	m := metrics.New("grpc")
 	h, err := New(Config{
-		Transport: tr, Logger: slog.New(slog.DiscardHandler), Version: "test",
+		Transport: tr, Logger: slog.New(slog.DiscardHandler), Version: "test", Timeout: 5 * time.Second,
 		MaxBodyBytes: testMaxBody, MaxMessageBytes: testMaxMessage, Metrics: m,
 	})
 	if err != nil {

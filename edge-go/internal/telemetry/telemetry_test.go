@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/tandem-ml/tandem/edge-go/internal/testkit"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,12 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
-func env(vars map[string]string) func(string) (string, bool) {
-	return func(name string) (string, bool) {
-		v, ok := vars[name]
-		return v, ok
-	}
-}
+var env = testkit.Env
 
 // restoreGlobals puts OpenTelemetry's globals back after a test sets them.
 func restoreGlobals(t *testing.T) {

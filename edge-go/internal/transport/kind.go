@@ -1,18 +1,39 @@
 package transport
 
 import (
+	"context"
 	"errors"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
+	"google.golang.org/protobuf/proto"
 )
+
+// ErrTooLarge marks a request over one of the gateway's size limits other
+// than the body's own (which net/http reports as *http.MaxBytesError): 413
+// over REST. Wrap it with what was too large, or make the error with
+// TooLarge.
+var ErrTooLarge = errors.New("request too large")
+
+// TooLarge is a request-too-large error that is at once ErrTooLarge (so REST
+// answers 413) and a RESOURCE_EXHAUSTED gRPC status (so it keeps the
+// Invoker's promise that every error is a status, and the edge gRPC listener
+// answers it as gRPC does an oversized message). msg is the whole message,
+// for example that of a worker's NATS 413.
+func TooLarge(msg string) error { return &tooLargeError{msg: msg} }
+
+type tooLargeError struct{ msg string }
+
+func (e *tooLargeError) Error() string        { return e.msg }
+func (e *tooLargeError) Is(target error) bool { return target == ErrTooLarge }
+func (e *tooLargeError) GRPCStatus() *status.Status {
+	return status.New(codes.ResourceExhausted, e.msg)
+}
 
 // Kinds of hop failure that no status code tells apart, for metrics.
 const (
-	KindNoResponders   = "no_responders"
-	KindAttemptTimeout = "attempt_timeout"
+	KindNoResponders = "no_responders"
+	KindUnavailable  = "unavailable"
 )
 
 // WithKind is the status error st that also names the kind of hop failure
@@ -21,9 +42,23 @@ func WithKind(kind string, st *status.Status) error {
 	return &kindError{st: st, kind: kind}
 }
 
+// Unsent is WithKind for a call that cannot have reached a worker (no
+// responders, no connection): the one failure Retry makes again.
+func Unsent(kind string, st *status.Status) error {
+	return &kindError{st: st, kind: kind, unsent: true}
+}
+
+// NeverSent reports whether err is a failure of a call that cannot have
+// reached a worker (Unsent).
+func NeverSent(err error) bool {
+	k, ok := errors.AsType[*kindError](err)
+	return ok && k.unsent
+}
+
 type kindError struct {
-	st   *status.Status
-	kind string
+	st     *status.Status
+	kind   string
+	unsent bool
 }
 
 func (e *kindError) Error() string              { return e.st.Err().Error() }
@@ -40,12 +75,12 @@ func ErrorKind(err error) string {
 	if k, ok := errors.AsType[*kindError](err); ok {
 		return k.kind
 	}
-	if errors.Is(err, oiperr.ErrTooLarge) {
+	if errors.Is(err, ErrTooLarge) {
 		return "too_large"
 	}
 	switch status.Code(err) {
 	case codes.Unavailable:
-		return "unavailable"
+		return KindUnavailable
 	case codes.DeadlineExceeded:
 		return "deadline"
 	case codes.ResourceExhausted:
@@ -57,4 +92,19 @@ func ErrorKind(err error) string {
 		return ""
 	}
 	return "internal"
+}
+
+// ObserveFailures hands every failed call's ErrorKind to note (the hop
+// error counter); the service's answers are not failures. Put it under
+// Retry, so that an attempt that is retried counts too.
+func ObserveFailures(note func(kind string)) Middleware {
+	return func(next Invoker) Invoker {
+		return Wrap(next, func(ctx context.Context, rpc RPC, req proto.Message) (proto.Message, error) {
+			resp, err := next.Invoke(ctx, rpc, req)
+			if kind := ErrorKind(err); kind != "" {
+				note(kind)
+			}
+			return resp, err
+		})
+	}
 }

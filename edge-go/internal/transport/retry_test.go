@@ -2,38 +2,49 @@ package transport_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
-// scripted is a Transport whose ModelInfer answers each attempt with the
-// next error of its script (nil: success) and notes what it saw.
+// scripted answers each attempt with the next error of errs (nil: success)
+// and notes what each attempt saw; during saw, it may act (as cancelling).
 type scripted struct {
-	transport.Transport // the other calls are not used here
-	errs                []error
-	follows             []bool
-	deadlines           []time.Time
+	errs      []error
+	follows   []bool // whether the attempt had a request id
+	ids       []string
+	deadlines []time.Time
+	during    func()
 }
 
-func (s *scripted) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	s.follows = append(s.follows, transport.RetryFollows(ctx))
-	deadline, _ := ctx.Deadline()
-	s.deadlines = append(s.deadlines, deadline)
-	err := s.errs[len(s.follows)-1]
-	if err != nil {
-		return nil, err
-	}
-	return &pb.ModelInferResponse{ModelName: req.GetModelName()}, nil
+func (s *scripted) double() *transporttest.Double {
+	return &transporttest.Double{ModelInferFunc: func(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+		if s.during != nil {
+			s.during()
+		}
+		id, _ := transport.RequestID(ctx)
+		s.follows = append(s.follows, id != "")
+		s.ids = append(s.ids, id)
+		deadline, _ := ctx.Deadline()
+		s.deadlines = append(s.deadlines, deadline)
+		if err := s.errs[len(s.follows)-1]; err != nil {
+			return nil, err
+		}
+		return &pb.ModelInferResponse{ModelName: req.GetModelName()}, nil
+	}}
 }
 
-func TestWithRetry(t *testing.T) {
-	unavailable := status.Error(codes.Unavailable, "no worker")
+func TestRetry(t *testing.T) {
+	unsent := transport.Unsent(transport.KindNoResponders, status.New(codes.Unavailable, "no worker"))
+	maybeSent := status.Error(codes.Unavailable, "connection lost mid-call")
 	tests := []struct {
 		name     string
 		errs     []error
@@ -41,8 +52,9 @@ func TestWithRetry(t *testing.T) {
 		attempts int
 	}{
 		{"success needs one attempt", []error{nil}, codes.OK, 1},
-		{"unavailable is retried once", []error{unavailable, nil}, codes.OK, 2},
-		{"and only once", []error{unavailable, unavailable}, codes.Unavailable, 2},
+		{"never sent is retried once", []error{unsent, nil}, codes.OK, 2},
+		{"and only once", []error{unsent, unsent}, codes.Unavailable, 2},
+		{"unavailable that may have been sent is not retried", []error{maybeSent, nil}, codes.Unavailable, 1},
 		{"not found is an answer", []error{status.Error(codes.NotFound, "unknown model")}, codes.NotFound, 1},
 		{"invalid argument is an answer", []error{status.Error(codes.InvalidArgument, "bad shape")}, codes.InvalidArgument, 1},
 		{"overload is not retried", []error{status.Error(codes.ResourceExhausted, "queue full")}, codes.ResourceExhausted, 1},
@@ -52,32 +64,39 @@ func TestWithRetry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &scripted{errs: tt.errs}
-			tr := transport.WithRetry(s, time.Minute)
-			_, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"})
+			tr := transport.NewClient(transport.Chain(s.double(), transport.Retry))
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			_, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
 			if got := status.Code(err); got != tt.wantCode {
 				t.Errorf("code = %v (%v), want %v", got, err, tt.wantCode)
 			}
 			if len(s.follows) != tt.attempts {
 				t.Fatalf("%d attempts, want %d", len(s.follows), tt.attempts)
 			}
-			// Only the first attempt is told that another may follow, and
-			// both share one deadline: the second gets what is left.
-			if !s.follows[0] || (tt.attempts == 2 && s.follows[1]) {
-				t.Errorf("RetryFollows per attempt = %v, want [true false]", s.follows)
+			// Both attempts carry one request id and share the caller's
+			// deadline: the second gets what is left.
+			if !s.follows[0] || (tt.attempts == 2 && s.ids[1] != s.ids[0]) {
+				t.Errorf("request ids per attempt = %q, want one id for both", s.ids)
 			}
-			if tt.attempts == 2 && !s.deadlines[0].Equal(s.deadlines[1]) {
-				t.Errorf("deadlines %v, want one deadline for both attempts", s.deadlines)
+			want, _ := ctx.Deadline()
+			for i, d := range s.deadlines {
+				if !d.Equal(want) {
+					t.Errorf("attempt %d: deadline %v, want the caller's %v", i+1, d, want)
+				}
 			}
 		})
 	}
 }
 
 // An attempt that used up the caller's deadline is not made again.
-func TestWithRetryNotAfterDeadline(t *testing.T) {
-	s := &scripted{errs: []error{status.Error(codes.Unavailable, "no reply"), nil}}
+func TestRetryNotAfterDeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	tr := transport.WithRetry(&cancelling{scripted: s, cancel: cancel}, time.Minute)
+	// The caller's context ends during each attempt, as a deadline that
+	// runs out while the attempt waits would.
+	s := &scripted{errs: []error{transport.Unsent(transport.KindNoResponders, status.New(codes.Unavailable, "no worker")), nil}, during: cancel}
+	tr := transport.NewClient(transport.Chain(s.double(), transport.Retry))
 	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("err = %v, want UNAVAILABLE from the only attempt", err)
 	}
@@ -86,26 +105,68 @@ func TestWithRetryNotAfterDeadline(t *testing.T) {
 	}
 }
 
-// cancelling ends the caller's context during each attempt, as a deadline
-// that runs out while the attempt waits would.
-type cancelling struct {
-	*scripted
-	cancel context.CancelFunc
+// Failures of the hop are noted by kind; the service's answers are not.
+func TestObserveFailures(t *testing.T) {
+	tests := []struct {
+		err  error
+		kind string
+	}{
+		{status.Error(codes.Unavailable, "down"), "unavailable"},
+		{status.Error(codes.DeadlineExceeded, "slow"), "deadline"},
+		{transport.TooLarge("big"), "too_large"},
+		{transport.WithKind(transport.KindNoResponders, status.New(codes.Unavailable, "nobody")), "no_responders"},
+		{status.Error(codes.Internal, "bug"), "internal"},
+		{status.Error(codes.InvalidArgument, "bad input"), ""},
+		{status.Error(codes.NotFound, "unknown model"), ""},
+		{nil, ""},
+	}
+	for _, tt := range tests {
+		var noted []string
+		failing := &transporttest.Double{ServerReadyFunc: func(context.Context, *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
+			return &pb.ServerReadyResponse{}, tt.err
+		}}
+		inv := transport.Chain(failing, transport.ObserveFailures(func(kind string) { noted = append(noted, kind) }))
+		_, err := transport.NewClient(inv).ServerReady(t.Context(), &pb.ServerReadyRequest{})
+		if !errors.Is(err, tt.err) {
+			t.Errorf("the error changed: %v", err)
+		}
+		want := []string{tt.kind}
+		if tt.kind == "" {
+			want = nil
+		}
+		if len(noted) != len(want) || (len(want) == 1 && noted[0] != want[0]) {
+			t.Errorf("%v: noted %q, want %q", tt.err, noted, want)
+		}
+	}
 }
 
-func (c *cancelling) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	c.cancel()
-	return c.scripted.ModelInfer(ctx, req)
-}
-
-// The timeout bounds the call even when the caller sets no deadline.
-func TestWithRetryTimeout(t *testing.T) {
-	s := &scripted{errs: []error{nil}}
-	before := time.Now()
-	if _, err := transport.WithRetry(s, time.Second).ModelInfer(context.Background(), &pb.ModelInferRequest{}); err != nil {
+// Chain lists middleware from the hop up: the last is called first.
+func TestChainOrder(t *testing.T) {
+	var order []string
+	mark := func(name string) transport.Middleware {
+		return func(next transport.Invoker) transport.Invoker {
+			return transport.Wrap(next, func(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+				order = append(order, name)
+				return next.Invoke(ctx, rpc, req)
+			})
+		}
+	}
+	inv := transport.Chain(&transporttest.Double{}, mark("hop"), mark("top"))
+	if _, err := transport.NewClient(inv).ServerLive(t.Context(), &pb.ServerLiveRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	if d := s.deadlines[0]; d.IsZero() || d.Before(before) || d.After(before.Add(2*time.Second)) {
-		t.Errorf("deadline %v, want about a second after %v", d, before)
+	if len(order) != 2 || order[0] != "top" || order[1] != "hop" {
+		t.Errorf("called in order %q, want [top hop]", order)
+	}
+}
+
+// The typed client refuses an answer of the wrong type rather than panic.
+func TestClientWrongResponseType(t *testing.T) {
+	wrong := transport.Wrap(&transporttest.Double{}, func(context.Context, transport.RPC, proto.Message) (proto.Message, error) {
+		return &pb.ServerLiveResponse{}, nil
+	})
+	_, err := transport.NewClient(wrong).ModelInfer(t.Context(), &pb.ModelInferRequest{})
+	if status.Code(err) != codes.Internal {
+		t.Errorf("err = %v, want INTERNAL", err)
 	}
 }

@@ -1,29 +1,166 @@
-// Package transport is how the gateway reaches the inference service. The
-// handlers see only the Transport interface, so that gRPC and NATS serve them
-// alike; both carry the same OIP protobuf messages.
+// Package transport is how the gateway reaches the inference service. Every
+// hop (gRPC, NATS) is an Invoker: one method that makes any of the six OIP
+// calls. What is done around every call (retry, counting failures,
+// coalescing, limits) is a Middleware, one function each, stacked by Chain;
+// the handlers call the stack through the typed Client.
 package transport
 
 import (
 	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 )
 
-// Transport carries the six OIP calls to the inference service.
+// RPC names one of the six OIP calls.
+type RPC uint8
+
+// The OIP calls, as GRPCInferenceService names them.
+const (
+	ServerLive RPC = iota
+	ServerReady
+	ServerMetadata
+	ModelReady
+	ModelMetadata
+	ModelInfer
+)
+
+var rpcs = [...]struct {
+	name, method string
+	newResponse  func() proto.Message
+}{
+	ServerLive:     {"ServerLive", pb.GRPCInferenceService_ServerLive_FullMethodName, func() proto.Message { return &pb.ServerLiveResponse{} }},
+	ServerReady:    {"ServerReady", pb.GRPCInferenceService_ServerReady_FullMethodName, func() proto.Message { return &pb.ServerReadyResponse{} }},
+	ServerMetadata: {"ServerMetadata", pb.GRPCInferenceService_ServerMetadata_FullMethodName, func() proto.Message { return &pb.ServerMetadataResponse{} }},
+	ModelReady:     {"ModelReady", pb.GRPCInferenceService_ModelReady_FullMethodName, func() proto.Message { return &pb.ModelReadyResponse{} }},
+	ModelMetadata:  {"ModelMetadata", pb.GRPCInferenceService_ModelMetadata_FullMethodName, func() proto.Message { return &pb.ModelMetadataResponse{} }},
+	ModelInfer:     {"ModelInfer", pb.GRPCInferenceService_ModelInfer_FullMethodName, func() proto.Message { return &pb.ModelInferResponse{} }},
+}
+
+func (r RPC) String() string {
+	if int(r) < len(rpcs) {
+		return rpcs[r].name
+	}
+	return fmt.Sprintf("RPC(%d)", r)
+}
+
+// FullMethod is the gRPC method of the call ("/inference.GRPCInferenceService/ModelInfer").
+func (r RPC) FullMethod() string { return rpcs[r].method }
+
+// NewResponse returns an empty response message of the call's type.
+func (r RPC) NewResponse() proto.Message { return rpcs[r].newResponse() }
+
+// PerModel reports whether the call is about one model (ModelReady,
+// ModelMetadata, ModelInfer) rather than the server.
+func (r RPC) PerModel() bool { return r >= ModelReady }
+
+// ModelOf is the model a request names, "" for the server calls.
+func ModelOf(req proto.Message) string {
+	switch req := req.(type) {
+	case *pb.ModelInferRequest:
+		return req.GetModelName()
+	case interface{ GetName() string }:
+		return req.GetName()
+	}
+	return ""
+}
+
+// Invoker makes OIP calls: req is the request message of rpc, and the
+// response is of rpc's response type.
 //
 // Every error it returns is a gRPC status error (google.golang.org/grpc/status),
 // whatever travels underneath: the codes are the gateway's common currency,
 // which package oiperr maps to HTTP. A service that cannot be reached is
-// UNAVAILABLE at once rather than after a wait, and no call outlives the
-// transport's own timeout or the context's deadline, whichever comes first.
-type Transport interface {
-	ServerLive(ctx context.Context, req *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error)
-	ServerReady(ctx context.Context, req *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error)
-	ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error)
-	ServerMetadata(ctx context.Context, req *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error)
-	ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error)
-	ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error)
-
-	// Close releases the transport's connections; calls after it fail.
+// UNAVAILABLE at once rather than after a wait. The deadline is the
+// context's: the edge sets it once (the client's, bounded by --timeout), and
+// an Invoker only reads it.
+type Invoker interface {
+	Invoke(ctx context.Context, rpc RPC, req proto.Message) (proto.Message, error)
+	// Close releases the connections underneath; calls after it fail.
 	Close() error
+}
+
+// Middleware is something done around every call, such as a retry: it
+// returns an Invoker that calls next. It is the shape of grpc-go's
+// interceptors, for the hop.
+type Middleware func(next Invoker) Invoker
+
+// Chain wraps base in mws, listed from the hop up: mws[0] is nearest to base
+// and the last one is what the handlers call first.
+func Chain(base Invoker, mws ...Middleware) Invoker {
+	for _, mw := range mws {
+		base = mw(base)
+	}
+	return base
+}
+
+// InvokeFunc is the Invoke method of an Invoker, as a function.
+type InvokeFunc func(ctx context.Context, rpc RPC, req proto.Message) (proto.Message, error)
+
+// Wrap returns an Invoker that makes calls with invoke and closes next: how
+// a Middleware that owns nothing itself is written.
+func Wrap(next Invoker, invoke InvokeFunc) Invoker {
+	return wrapped{invoke: invoke, next: next}
+}
+
+type wrapped struct {
+	invoke InvokeFunc
+	next   Invoker
+}
+
+func (w wrapped) Invoke(ctx context.Context, rpc RPC, req proto.Message) (proto.Message, error) {
+	return w.invoke(ctx, rpc, req)
+}
+
+func (w wrapped) Close() error { return w.next.Close() }
+
+// Client is the typed face of an Invoker, one method per OIP call, for the
+// handlers.
+type Client struct{ inv Invoker }
+
+// NewClient returns the typed client of inv.
+func NewClient(inv Invoker) Client { return Client{inv: inv} }
+
+func (c Client) ServerLive(ctx context.Context, req *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
+	return invoke[*pb.ServerLiveResponse](ctx, c.inv, ServerLive, req)
+}
+
+func (c Client) ServerReady(ctx context.Context, req *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
+	return invoke[*pb.ServerReadyResponse](ctx, c.inv, ServerReady, req)
+}
+
+func (c Client) ServerMetadata(ctx context.Context, req *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
+	return invoke[*pb.ServerMetadataResponse](ctx, c.inv, ServerMetadata, req)
+}
+
+func (c Client) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
+	return invoke[*pb.ModelReadyResponse](ctx, c.inv, ModelReady, req)
+}
+
+func (c Client) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
+	return invoke[*pb.ModelMetadataResponse](ctx, c.inv, ModelMetadata, req)
+}
+
+func (c Client) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	return invoke[*pb.ModelInferResponse](ctx, c.inv, ModelInfer, req)
+}
+
+// Close closes the Invoker.
+func (c Client) Close() error { return c.inv.Close() }
+
+func invoke[Resp proto.Message](ctx context.Context, inv Invoker, rpc RPC, req proto.Message) (Resp, error) {
+	var zero Resp
+	resp, err := inv.Invoke(ctx, rpc, req)
+	if err != nil {
+		return zero, err
+	}
+	typed, ok := resp.(Resp)
+	if !ok {
+		return zero, status.Errorf(codes.Internal, "%v answered with a %T", rpc, resp)
+	}
+	return typed, nil
 }

@@ -1,20 +1,23 @@
-// Package grpctransport implements transport.Transport over gRPC: one
+// Package grpctransport implements transport.Invoker over gRPC: one
 // long-lived client connection to the inference service's OIP endpoint.
 package grpctransport
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
-	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
@@ -35,12 +38,13 @@ const (
 	keepaliveTimeout = 10 * time.Second
 )
 
-// Config says where the service is and how calls to it are bounded.
+// Config says where the service is.
 type Config struct {
 	// Addr is the service's gRPC target, host:port or any grpc-go target URI.
 	Addr string
-	// Timeout bounds every call, on top of the caller's context deadline.
-	Timeout time.Duration
+	// TLS, when set, secures the hop (mTLS when it holds a certificate);
+	// nil: plain TCP, for a loopback or private hop.
+	TLS *tls.Config
 	// MaxMessageBytes is the largest message sent or received; the service
 	// must accept at least as much.
 	MaxMessageBytes int
@@ -50,25 +54,23 @@ type Config struct {
 	DialOptions []grpc.DialOption
 }
 
-// Transport is a transport.Transport over one gRPC client connection.
+// Transport is a transport.Invoker over one gRPC client connection.
 type Transport struct {
-	addr    string
-	timeout time.Duration
-	conn    *grpc.ClientConn
-	client  pb.GRPCInferenceServiceClient
+	addr string
+	conn *grpc.ClientConn
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var _ transport.Invoker = (*Transport)(nil)
 
 // New creates the client connection. It performs no I/O: the connection is
 // made on the first call and remade after the service restarts.
 func New(cfg Config) (*Transport, error) {
-	if cfg.Timeout <= 0 {
-		return nil, fmt.Errorf("grpc transport: timeout %v is not positive", cfg.Timeout)
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
 	}
 	opts := append([]grpc.DialOption{
-		// The hop is loopback or a private network; TLS belongs to the edge.
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
 				BaseDelay:  100 * time.Millisecond,
@@ -95,12 +97,7 @@ func New(cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("grpc transport: client for %q: %w", cfg.Addr, err)
 	}
-	return &Transport{
-		addr:    cfg.Addr,
-		timeout: cfg.Timeout,
-		conn:    conn,
-		client:  pb.NewGRPCInferenceServiceClient(conn),
-	}, nil
+	return &Transport{addr: cfg.Addr, conn: conn}, nil
 }
 
 // Close closes the client connection; calls in flight fail with CANCELED.
@@ -111,37 +108,14 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-func (t *Transport) ServerLive(ctx context.Context, req *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
-	return call(ctx, t, t.client.ServerLive, req)
-}
-
-func (t *Transport) ServerReady(ctx context.Context, req *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
-	return call(ctx, t, t.client.ServerReady, req)
-}
-
-func (t *Transport) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
-	return call(ctx, t, t.client.ModelReady, req)
-}
-
-func (t *Transport) ServerMetadata(ctx context.Context, req *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
-	return call(ctx, t, t.client.ServerMetadata, req)
-}
-
-func (t *Transport) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
-	return call(ctx, t, t.client.ModelMetadata, req)
-}
-
-func (t *Transport) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	return call(ctx, t, t.client.ModelInfer, req)
-}
-
-// call makes one RPC under min(ctx's deadline, the transport's timeout).
-func call[Req, Resp any](ctx context.Context, t *Transport, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
-	defer cancel()
-	resp, err := rpc(ctx, req)
-	if err != nil {
-		return resp, t.explain(err)
+// Invoke makes one RPC; the context's deadline travels as grpc-timeout.
+func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+	resp := rpc.NewResponse()
+	// A fail-fast call on a connection that is not ready fails before it is
+	// sent; one on a ready connection may have reached the service.
+	ready := t.conn.GetState() == connectivity.Ready
+	if err := t.conn.Invoke(ctx, rpc.FullMethod(), req, resp); err != nil {
+		return nil, t.explain(err, !ready)
 	}
 	return resp, nil
 }
@@ -149,13 +123,19 @@ func call[Req, Resp any](ctx context.Context, t *Transport, rpc func(context.Con
 // explain names the service in the errors that are about reaching it, so
 // that a 503 or 504 says what was down or slow. The service's own errors
 // (a bad input, an unknown model) pass through as it wrote them.
-func (t *Transport) explain(err error) error {
+// An UNAVAILABLE call that was never sent is marked so (transport.Unsent),
+// for Retry.
+func (t *Transport) explain(err error, unsent bool) error {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.Unavailable:
-		return status.Errorf(codes.Unavailable, "inference service at %s is unavailable: %s", t.addr, st.Message())
+		st := status.Newf(codes.Unavailable, "inference service at %s is unavailable: %s", t.addr, st.Message())
+		if unsent {
+			return transport.Unsent(transport.KindUnavailable, st)
+		}
+		return st.Err()
 	case codes.DeadlineExceeded:
-		return status.Errorf(codes.DeadlineExceeded, "inference service at %s did not answer in time (timeout %v): %s", t.addr, t.timeout, st.Message())
+		return status.Errorf(codes.DeadlineExceeded, "inference service at %s did not answer in time: %s", t.addr, st.Message())
 	}
 	return err
 }

@@ -3,7 +3,6 @@ package grpctransport
 import (
 	"context"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
@@ -14,6 +13,9 @@ import (
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
 	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
+	"github.com/tandem-ml/tandem/edge-go/internal/testkit"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
 // A call is a CLIENT span under the caller's span, and the service's SERVER
@@ -25,24 +27,27 @@ func TestClientSpanParentsServerSpan(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 
-	svc := &oiptest.Service{ModelInferFunc: func(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	svc := &transporttest.Double{ModelInferFunc: func(_ context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 		return &pb.ModelInferResponse{ModelName: req.GetModelName()}, nil
 	}}
 	tel := telemetry.Recording(tp)
 	srv := oiptest.Start(t, "127.0.0.1:0", svc, tel.GRPCServerOptions()...)
-	tr, err := New(Config{Addr: srv.Addr, Timeout: 5 * time.Second, MaxMessageBytes: 1 << 20, DialOptions: tel.GRPCDialOptions()})
+	tr, err := New(Config{Addr: srv.Addr, MaxMessageBytes: 1 << 20, DialOptions: tel.GRPCDialOptions()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tr.Close() })
 
 	ctx, parent := tp.Tracer("test").Start(t.Context(), "POST /v2/models/{model}/infer", trace.WithSpanKind(trace.SpanKindServer))
-	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
+	if _, err := transport.NewClient(tr).ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
 		t.Fatal(err)
 	}
 	parent.End()
 
 	const method = "inference.GRPCInferenceService/ModelInfer"
+	// The server span ends on the server's goroutine, maybe after the call
+	// returned here.
+	testkit.Eventually(t, "the parent, client and server spans", func() bool { return len(rec.Ended()) >= 3 })
 	var client, server sdktrace.ReadOnlySpan
 	for _, s := range rec.Ended() {
 		switch {

@@ -1,4 +1,4 @@
-// Package natstransport implements transport.Transport over NATS
+// Package natstransport implements transport.Invoker over NATS
 // request/reply, as proto/README.md maps the OIP RPCs: one subject per RPC
 // (per model for the model RPCs), the serialized protobuf messages as
 // payloads, the caller's budget in the tandem-timeout header, and errors in
@@ -24,8 +24,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
-	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
+	"github.com/tandem-ml/tandem/edge-go/internal/natssubject"
+	"github.com/tandem-ml/tandem/edge-go/internal/redact"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
@@ -33,9 +33,10 @@ import (
 // lowercase; the error headers follow the NATS services convention.
 const (
 	HeaderTimeout    = "tandem-timeout"
+	HeaderDeadline   = "tandem-deadline"
+	HeaderRequestID  = "tandem-request-id"
 	HeaderError      = "Nats-Service-Error"
 	HeaderErrorCode  = "Nats-Service-Error-Code"
-	DefaultPrefix    = "oip.v2"
 	reconnectWait    = 250 * time.Millisecond
 	clientName       = "tandem-gateway"
 	embeddedURLLabel = "embedded"
@@ -51,11 +52,6 @@ type Config struct {
 	Server nats.InProcessConnProvider
 	// SubjectPrefix starts every subject ("oip.v2").
 	SubjectPrefix string
-	// Timeout bounds every call, on top of the caller's context deadline.
-	Timeout time.Duration
-	// AttemptTimeout bounds an attempt that transport.WithRetry would make
-	// again (see transport.RetryFollows): it must be positive.
-	AttemptTimeout time.Duration
 	// InjectHeaders, when set, adds headers to every request, such as the
 	// W3C trace context of ctx. The carrier keeps keys lowercase.
 	InjectHeaders func(ctx context.Context, h HeaderCarrier)
@@ -64,39 +60,37 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Logger receives connection events: disconnects, reconnects, errors.
 	Logger *slog.Logger
+	// Options are added to the connection's: credentials and TLS
+	// (package natsauth).
+	Options []nats.Option
 }
 
-// Transport is a transport.Transport over one NATS connection.
+// Transport is a transport.Invoker over one NATS connection.
 type Transport struct {
-	nc             *nats.Conn
-	where          string // the server(s), for messages
-	subjects       subjects
-	timeout        time.Duration
-	attemptTimeout time.Duration
-	inject         func(context.Context, HeaderCarrier)
-	tracer         trace.Tracer
+	nc       *nats.Conn
+	where    string // the server(s), for messages
+	subjects subjects
+	inject   func(context.Context, HeaderCarrier)
+	tracer   trace.Tracer
 }
 
 // instrumentationName names the tracer of the send spans.
 const instrumentationName = "github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
 
-var _ transport.Transport = (*Transport)(nil)
+var _ transport.Invoker = (*Transport)(nil)
 
 // New connects to NATS. It does not wait for the server: when none answers
 // yet, it keeps trying in the background (every 250 ms, for ever) and calls
 // fail with UNAVAILABLE until one does.
 func New(cfg Config) (*Transport, error) {
-	if cfg.Timeout <= 0 || cfg.AttemptTimeout <= 0 {
-		return nil, fmt.Errorf("nats transport: timeout %v and attempt timeout %v must be positive", cfg.Timeout, cfg.AttemptTimeout)
-	}
-	if err := ValidatePrefix(cfg.SubjectPrefix); err != nil {
+	if err := natssubject.ValidatePrefix(cfg.SubjectPrefix); err != nil {
 		return nil, fmt.Errorf("nats transport: %w", err)
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	where := cfg.URL
+	where := redact.URL(cfg.URL)
 	if cfg.Server != nil {
 		where = embeddedURLLabel
 	}
@@ -140,18 +134,17 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Server != nil {
 		opts = append(opts, nats.InProcessServer(cfg.Server))
 	}
+	opts = append(opts, cfg.Options...)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats transport: connect to %s: %w", where, err)
 	}
 	return &Transport{
-		nc:             nc,
-		where:          where,
-		subjects:       subjects{prefix: cfg.SubjectPrefix},
-		timeout:        cfg.Timeout,
-		attemptTimeout: cfg.AttemptTimeout,
-		inject:         cfg.InjectHeaders,
-		tracer:         tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
+		nc:       nc,
+		where:    where,
+		subjects: subjects{prefix: cfg.SubjectPrefix},
+		inject:   cfg.InjectHeaders,
+		tracer:   tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
 	}, nil
 }
 
@@ -161,53 +154,39 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-func (t *Transport) ServerLive(ctx context.Context, req *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
-	return call(ctx, t, t.subjects.server("live"), "", req, &pb.ServerLiveResponse{})
+// verbs end the subject of each RPC (proto/README.md): the server's
+// "<prefix>.server.<verb>" and the models' "<prefix>.models.<model>.<verb>".
+var verbs = [...]string{
+	transport.ServerLive:     "live",
+	transport.ServerReady:    "ready",
+	transport.ServerMetadata: "metadata",
+	transport.ModelReady:     "ready",
+	transport.ModelMetadata:  "metadata",
+	transport.ModelInfer:     "infer",
 }
 
-func (t *Transport) ServerReady(ctx context.Context, req *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
-	return call(ctx, t, t.subjects.server("ready"), "", req, &pb.ServerReadyResponse{})
-}
-
-func (t *Transport) ServerMetadata(ctx context.Context, req *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
-	return call(ctx, t, t.subjects.server("metadata"), "", req, &pb.ServerMetadataResponse{})
-}
-
-func (t *Transport) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
-	return modelCall(ctx, t, req.GetName(), "ready", req, &pb.ModelReadyResponse{})
-}
-
-func (t *Transport) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
-	return modelCall(ctx, t, req.GetName(), "metadata", req, &pb.ModelMetadataResponse{})
-}
-
-func (t *Transport) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	return modelCall(ctx, t, req.GetModelName(), "infer", req, &pb.ModelInferResponse{})
-}
-
-func modelCall[Resp proto.Message](ctx context.Context, t *Transport, model, rpc string, req proto.Message, resp Resp) (Resp, error) {
-	subject, err := t.subjects.model(model, rpc)
-	if err != nil {
-		var zero Resp
-		return zero, err
+// Invoke makes one request on the subject of rpc and decodes the reply.
+func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+	if !rpc.PerModel() {
+		return call(ctx, t, t.subjects.server(verbs[rpc]), "", req, rpc.NewResponse())
 	}
-	return call(ctx, t, subject, model, req, resp)
+	model := transport.ModelOf(req)
+	subject, err := t.subjects.model(model, verbs[rpc])
+	if err != nil {
+		return nil, err
+	}
+	return call(ctx, t, subject, model, req, rpc.NewResponse())
 }
 
 // call makes one request on subject and decodes the reply into resp. model
 // names the model in messages; it is empty for the server RPCs.
 //
-// The request is bounded by min(ctx's deadline, the transport's timeout).
-// When WithRetry would make a failed attempt again, the attempt is bounded
-// by the attempt timeout too, and one that runs out while the budget still
-// has room is UNAVAILABLE, so that the second attempt, with the rest of the
-// budget, goes out. That is how a request survives a worker killed while
-// holding it: NATS does not tell a requester that the subscriber it picked
-// went away (a worker killed with SIGKILL silently loses what it held), so
-// without an attempt timeout the request would wait out its whole deadline.
-func call[Resp proto.Message](ctx context.Context, t *Transport, subject, model string, req proto.Message, resp Resp) (Resp, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
-	defer cancel()
+// The request is bounded by ctx's deadline, which it must have. NATS does
+// not tell a requester that the subscriber it picked went away (a worker
+// killed with SIGKILL silently loses what it held), so such a request waits
+// out its deadline; it is not sent again, since the worker may have run it
+// (at most once; the cancel message tells the others to drop it).
+func call(ctx context.Context, t *Transport, subject, model string, req, resp proto.Message) (proto.Message, error) {
 	// One span per attempt: a retried request shows both sends.
 	ctx, span := t.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer))
 	defer span.End()
@@ -228,26 +207,30 @@ func call[Resp proto.Message](ctx context.Context, t *Transport, subject, model 
 }
 
 // request is call's work, inside the span.
-func request[Resp proto.Message](ctx context.Context, t *Transport, subject, model string, req proto.Message, resp Resp) (Resp, error) {
-	var zero Resp
-	attemptCtx := ctx
-	if transport.RetryFollows(ctx) {
-		var cancelAttempt context.CancelFunc
-		attemptCtx, cancelAttempt = context.WithTimeout(ctx, t.attemptTimeout)
-		defer cancelAttempt()
-	}
-
+func request(ctx context.Context, t *Transport, subject, model string, req, resp proto.Message) (proto.Message, error) {
 	data, err := proto.Marshal(req)
 	if err != nil {
-		return zero, status.Errorf(codes.Internal, "encode %s request: %v", subject, err)
+		return nil, status.Errorf(codes.Internal, "encode %s request: %v", subject, err)
 	}
 	if limit := t.nc.MaxPayload(); limit > 0 && int64(len(data)) > limit {
-		return zero, oiperr.TooLarge(fmt.Sprintf(
+		return nil, transport.TooLarge(fmt.Sprintf(
 			"request too large: it takes %d bytes, more than the %d bytes the NATS server accepts in one message (its max_payload)", len(data), limit))
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	deadline, _ := attemptCtx.Deadline() // always set: ctx has the timeout
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		// nats.go refuses it too: the edge always sets one.
+		return nil, status.Errorf(codes.Internal, "request on %s without a deadline", subject)
+	}
 	msg.Header.Set(HeaderTimeout, budgetMillis(time.Until(deadline)))
+	// The absolute deadline too, so that the budget counts from the send
+	// even when the worker receives the request late.
+	msg.Header.Set(HeaderDeadline, strconv.FormatInt(deadline.UnixMilli(), 10))
+	id, ok := transport.RequestID(ctx)
+	if !ok {
+		id = transport.NewRequestID()
+	}
+	msg.Header.Set(HeaderRequestID, id)
 	if t.inject != nil {
 		// ctx holds the send span: the worker's span is its child.
 		t.inject(ctx, HeaderCarrier(msg.Header))
@@ -256,17 +239,22 @@ func request[Resp proto.Message](ctx context.Context, t *Transport, subject, mod
 	// Before the first connection the client knows nothing of the server
 	// (not even that it takes headers), so say plainly what is wrong.
 	if !t.nc.IsConnected() {
-		return zero, t.notConnected()
+		return nil, t.notConnected()
 	}
-	reply, err := t.nc.RequestMsgWithContext(attemptCtx, msg)
+	reply, err := t.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
-		return zero, t.explain(ctx, subject, model, err)
+		if ctx.Err() != nil && !errors.Is(err, nats.ErrNoResponders) {
+			// The caller gave up (it left, or its deadline passed): tell
+			// the workers, so that one holding the request drops it.
+			t.cancel(id)
+		}
+		return nil, t.explain(ctx, subject, model, err)
 	}
 	if code := reply.Header.Get(HeaderErrorCode); code != "" {
-		return zero, serviceError(code, reply.Header.Get(HeaderError))
+		return nil, serviceError(code, reply.Header.Get(HeaderError))
 	}
 	if err := proto.Unmarshal(reply.Data, resp); err != nil {
-		return zero, status.Errorf(codes.Internal, "inference worker sent a reply on %s that does not decode: %v", subject, err)
+		return nil, status.Errorf(codes.Internal, "inference worker sent a reply on %s that does not decode: %v", subject, err)
 	}
 	return resp, nil
 }
@@ -280,32 +268,27 @@ func budgetMillis(d time.Duration) string {
 }
 
 // explain turns a failed request into a status: UNAVAILABLE when no worker
-// took it or the connection failed (WithRetry makes it again), or when an
-// attempt went unanswered while the budget still has room; DEADLINE_EXCEEDED
-// when the budget ran out.
+// took it or there was no connection to send it on (Unsent: Retry makes it
+// again); DEADLINE_EXCEEDED when the budget ran out, which is not retried:
+// a worker may be running the request.
 func (t *Transport) explain(ctx context.Context, subject, model string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		if model == "" {
-			return transport.WithKind(transport.KindNoResponders, status.Newf(codes.Unavailable,
+			return transport.Unsent(transport.KindNoResponders, status.Newf(codes.Unavailable,
 				"no inference worker is connected to NATS (no responders on %s)", subject))
 		}
 		if t.anyWorker(ctx) {
 			return status.Errorf(codes.NotFound, "unknown model %q: no inference worker serves it (no responders on %s)", model, subject)
 		}
-		return transport.WithKind(transport.KindNoResponders, status.Newf(codes.Unavailable,
+		return transport.Unsent(transport.KindNoResponders, status.Newf(codes.Unavailable,
 			"no inference worker is serving model %q (no responders on %s)", model, subject))
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			if errors.Is(ctxErr, context.Canceled) {
-				return status.FromContextError(ctxErr).Err()
-			}
-			return status.Errorf(codes.DeadlineExceeded, "no inference worker answered %s in time (timeout %v)", subject, t.timeout)
-		}
-		return transport.WithKind(transport.KindAttemptTimeout, status.Newf(codes.Unavailable,
-			"no reply from an inference worker on %s within %v (the hop attempt timeout); the worker may be gone", subject, t.attemptTimeout))
+	case errors.Is(err, context.Canceled):
+		return status.FromContextError(err).Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Errorf(codes.DeadlineExceeded, "no inference worker answered %s in time", subject)
 	case errors.Is(err, nats.ErrMaxPayload):
-		return oiperr.TooLarge(fmt.Sprintf(
+		return transport.TooLarge(fmt.Sprintf(
 			"request too large: with its headers it takes more than the %d bytes the NATS server accepts in one message (its max_payload)", t.nc.MaxPayload()))
 	case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrDisconnected),
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoServers):
@@ -323,14 +306,28 @@ func (t *Transport) explain(ctx context.Context, subject, model string, err erro
 // as over gRPC), the second UNAVAILABLE (503, retried). The probe is made
 // only on that error path, and any answer, even an error, counts.
 func (t *Transport) anyWorker(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, t.attemptTimeout)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	_, err := t.nc.RequestWithContext(ctx, t.subjects.server("live"), nil)
 	return err == nil
 }
 
+// cancel publishes the cancel message of request id on "<prefix>.cancel"
+// (proto/README.md): empty, with the id in tandem-request-id. It is a hint;
+// a failure to send it changes nothing for the caller.
+func (t *Transport) cancel(id string) {
+	msg := &nats.Msg{Subject: t.subjects.cancel(), Header: nats.Header{}}
+	msg.Header.Set(HeaderRequestID, id)
+	_ = t.nc.PublishMsg(msg)
+}
+
+// probeTimeout bounds anyWorker's probe, far above a worker's answer.
+const probeTimeout = time.Second
+
+// notConnected is the failure of a request that was never sent: the
+// connection is down (no buffering while reconnecting).
 func (t *Transport) notConnected() error {
-	return status.Errorf(codes.Unavailable, "not connected to the NATS server (%s); reconnecting", t.where)
+	return transport.Unsent(transport.KindUnavailable, status.Newf(codes.Unavailable, "not connected to the NATS server (%s); reconnecting", t.where))
 }
 
 // serviceErrors maps the NATS error codes of proto/README.md to gRPC codes;
@@ -352,7 +349,7 @@ func serviceError(code, msg string) error {
 		msg = "inference worker answered with error code " + code
 	}
 	if code == "413" {
-		return oiperr.TooLarge(msg)
+		return transport.TooLarge(msg)
 	}
 	if c, ok := serviceErrors[code]; ok {
 		return status.Error(c, msg)

@@ -2,7 +2,6 @@ package natstransport_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -18,114 +17,41 @@ import (
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
+	"github.com/tandem-ml/tandem/edge-go/internal/natstest"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
+	"github.com/tandem-ml/tandem/edge-go/internal/testkit"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
 )
 
 const prefix = "test.oip"
 
-// startServer runs a real nats-server on listen ("127.0.0.1:0" for any free
-// port) until the end of the test.
 func startServer(t *testing.T, listen string, maxPayload int) *natsserver.Server {
+	return natstest.StartServer(t, listen, maxPayload)
+}
+
+func startWorker(t *testing.T, url string, handle func(m *nats.Msg) *nats.Msg) *natstest.Worker {
+	return natstest.StartWorker(t, url, prefix, handle)
+}
+
+func echo(t *testing.T) func(m *nats.Msg) *nats.Msg { return natstest.Echo(t, prefix) }
+
+// bounded is the test's context with a deadline, as the edge always sets.
+func bounded(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newTransport(t *testing.T, cfg natstransport.Config) transport.Client {
 	t.Helper()
-	ns, err := natsserver.Start(natsserver.Config{Listen: listen, MaxPayload: maxPayload})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Stop)
-	return ns
+	return transport.NewClient(newInvoker(t, cfg))
 }
 
-// worker is a Go test double of the Python NATS worker: it answers every
-// subject under the prefix in the workers' queue group, through handle.
-type worker struct {
-	mu   sync.Mutex
-	msgs []*nats.Msg // what arrived, in order
-}
-
-func startWorker(t *testing.T, url string, handle func(m *nats.Msg) *nats.Msg) *worker {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	w := &worker{}
-	_, err = nc.QueueSubscribe(prefix+".>", "tandem-inference", func(m *nats.Msg) {
-		w.mu.Lock()
-		w.msgs = append(w.msgs, m)
-		w.mu.Unlock()
-		if reply := handle(m); reply != nil {
-			_ = m.RespondMsg(reply)
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return w
-}
-
-func (w *worker) received() []*nats.Msg {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]*nats.Msg(nil), w.msgs...)
-}
-
-// reply encodes a protobuf reply.
-func reply(t *testing.T, m proto.Message) *nats.Msg {
-	data, err := proto.Marshal(m)
-	if err != nil {
-		t.Error(err)
-	}
-	return &nats.Msg{Data: data}
-}
-
-// errorReply is a worker's error reply: headers, empty body.
-func errorReply(code, msg string) *nats.Msg {
-	return &nats.Msg{Header: nats.Header{natstransport.HeaderErrorCode: {code}, natstransport.HeaderError: {msg}}}
-}
-
-// echo answers each RPC as a healthy worker would, naming the model it got.
-func echo(t *testing.T) func(m *nats.Msg) *nats.Msg {
-	return func(m *nats.Msg) *nats.Msg {
-		switch {
-		case m.Subject == prefix+".server.live":
-			return reply(t, &pb.ServerLiveResponse{Live: true})
-		case m.Subject == prefix+".server.ready":
-			return reply(t, &pb.ServerReadyResponse{Ready: true})
-		case m.Subject == prefix+".server.metadata":
-			return reply(t, &pb.ServerMetadataResponse{Name: "worker"})
-		case strings.HasSuffix(m.Subject, ".ready"):
-			var req pb.ModelReadyRequest
-			_ = proto.Unmarshal(m.Data, &req)
-			return reply(t, &pb.ModelReadyResponse{Ready: req.GetName() == "digits"})
-		case strings.HasSuffix(m.Subject, ".metadata"):
-			var req pb.ModelMetadataRequest
-			_ = proto.Unmarshal(m.Data, &req)
-			return reply(t, &pb.ModelMetadataResponse{Name: req.GetName(), Platform: "onnxruntime"})
-		case strings.HasSuffix(m.Subject, ".infer"):
-			var req pb.ModelInferRequest
-			_ = proto.Unmarshal(m.Data, &req)
-			return reply(t, &pb.ModelInferResponse{ModelName: req.GetModelName(), Id: req.GetId()})
-		}
-		return errorReply("500", "unexpected subject "+m.Subject)
-	}
-}
-
-func newTransport(t *testing.T, cfg natstransport.Config) *natstransport.Transport {
+func newInvoker(t *testing.T, cfg natstransport.Config) *natstransport.Transport {
 	t.Helper()
 	if cfg.SubjectPrefix == "" {
 		cfg.SubjectPrefix = prefix
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 30 * time.Second
-	}
-	if cfg.AttemptTimeout == 0 {
-		cfg.AttemptTimeout = 10 * time.Second
 	}
 	tr, err := natstransport.New(cfg)
 	if err != nil {
@@ -140,7 +66,7 @@ func TestRoundTrip(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
 	w := startWorker(t, ns.ClientURL(), echo(t))
 	tr := newTransport(t, natstransport.Config{Server: ns})
-	ctx := t.Context()
+	ctx := bounded(t)
 
 	tests := []struct {
 		subject string
@@ -161,7 +87,7 @@ func TestRoundTrip(t *testing.T) {
 		}, &pb.ModelMetadataResponse{Name: "digits-torch", Platform: "onnxruntime"}},
 		{prefix + ".models.digits.infer", func() (proto.Message, error) {
 			return tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits", Id: "42"})
-		}, &pb.ModelInferResponse{ModelName: "digits", Id: "42"}},
+		}, &pb.ModelInferResponse{ModelName: "digits", ModelVersion: "1", Id: "42"}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.subject, func(t *testing.T) {
@@ -172,7 +98,7 @@ func TestRoundTrip(t *testing.T) {
 			if !proto.Equal(got, tt.want) {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
-			if msgs := w.received(); len(msgs) != i+1 || msgs[i].Subject != tt.subject {
+			if msgs := w.Received(); len(msgs) != i+1 || msgs[i].Subject != tt.subject {
 				t.Errorf("worker got %d messages, the last on %q; want %d, the last on %q",
 					len(msgs), msgs[len(msgs)-1].Subject, i+1, tt.subject)
 			}
@@ -181,7 +107,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 // The worker's error codes map to gRPC codes and, through oiperr, to the
-// HTTP statuses of DESIGN.md; its messages pass through.
+// HTTP statuses of proto/README.md; its messages pass through.
 func TestServiceErrors(t *testing.T) {
 	tests := []struct {
 		code     string
@@ -201,12 +127,12 @@ func TestServiceErrors(t *testing.T) {
 	startWorker(t, ns.ClientURL(), func(m *nats.Msg) *nats.Msg {
 		var req pb.ModelInferRequest
 		_ = proto.Unmarshal(m.Data, &req)
-		return errorReply(req.GetId(), "worker says "+req.GetId())
+		return natstest.ErrorReply(req.GetId(), "worker says "+req.GetId())
 	})
 	tr := newTransport(t, natstransport.Config{Server: ns})
 	for _, tt := range tests {
 		t.Run(tt.code, func(t *testing.T) {
-			_, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits", Id: tt.code})
+			_, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits", Id: tt.code})
 			st := status.Convert(err)
 			if st.Code() != tt.wantCode || st.Message() != "worker says "+tt.code {
 				t.Errorf("err = %v %q, want %v %q", st.Code(), st.Message(), tt.wantCode, "worker says "+tt.code)
@@ -223,7 +149,7 @@ func TestServiceErrors(t *testing.T) {
 // model, it is unknown: NOT_FOUND.
 func TestNoResponders(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
-	tr := newTransport(t, natstransport.Config{Server: ns, Timeout: time.Minute})
+	tr := newTransport(t, natstransport.Config{Server: ns})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	_, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
@@ -246,7 +172,7 @@ func TestNoResponders(t *testing.T) {
 	}
 	defer nc.Close()
 	if _, err := nc.QueueSubscribe(prefix+".server.live", "tandem-inference", func(m *nats.Msg) {
-		_ = m.RespondMsg(reply(t, &pb.ServerLiveResponse{Live: true}))
+		_ = m.RespondMsg(natstest.Reply(t, &pb.ServerLiveResponse{Live: true}))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -261,9 +187,8 @@ func TestNoResponders(t *testing.T) {
 }
 
 // A worker that holds a request without answering, as one killed with
-// SIGKILL does: the request fails when its deadline passes; through
-// WithRetry, the first attempt gives up after the attempt timeout and the
-// second reaches a worker that answers.
+// SIGKILL does: the request fails when its deadline passes, and is not made
+// again, since the worker may be running it (at most once).
 func TestDeadlines(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
 	var mu sync.Mutex
@@ -275,13 +200,15 @@ func TestDeadlines(t *testing.T) {
 		if seen%2 == 1 {
 			return nil // lost, as by a killed worker
 		}
-		return reply(t, &pb.ModelInferResponse{ModelName: "digits"})
+		return natstest.Reply(t, &pb.ModelInferResponse{ModelName: "digits"})
 	})
 
 	t.Run("deadline exceeded", func(t *testing.T) {
-		tr := newTransport(t, natstransport.Config{Server: ns, Timeout: 100 * time.Millisecond})
-		_, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"})
-		want := "no inference worker answered test.oip.models.digits.infer in time (timeout 100ms)"
+		tr := newTransport(t, natstransport.Config{Server: ns})
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		_, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
+		want := "no inference worker answered test.oip.models.digits.infer in time"
 		if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || st.Message() != want {
 			t.Errorf("err = %v, want DEADLINE_EXCEEDED %q", err, want)
 		}
@@ -289,43 +216,64 @@ func TestDeadlines(t *testing.T) {
 		seen = 0
 		mu.Unlock()
 	})
-	t.Run("attempt timeout is unavailable", func(t *testing.T) {
-		tr := newTransport(t, natstransport.Config{Server: ns, AttemptTimeout: 50 * time.Millisecond})
-		// Look, through WithRetry, at what the first attempt alone reports.
-		first := &firstAttempt{next: tr}
-		_, _ = transport.WithRetry(first, time.Minute).ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"})
-		want := "no reply from an inference worker on test.oip.models.digits.infer within 50ms (the hop attempt timeout); the worker may be gone"
-		if st := status.Convert(first.err); st.Code() != codes.Unavailable || st.Message() != want {
-			t.Errorf("first attempt: %v, want UNAVAILABLE %q", first.err, want)
-		}
+	t.Run("a request that may have reached a worker is not retried", func(t *testing.T) {
+		w := startWorker(t, ns.ClientURL(), func(*nats.Msg) *nats.Msg { return nil })
 		mu.Lock()
 		seen = 0
 		mu.Unlock()
-	})
-	t.Run("retry reaches a worker", func(t *testing.T) {
-		tr := transport.WithRetry(newTransport(t, natstransport.Config{Server: ns, AttemptTimeout: 50 * time.Millisecond}), time.Minute)
-		resp, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"})
-		if err != nil || resp.GetModelName() != "digits" {
-			t.Errorf("ModelInfer = %v, %v; want the second attempt's answer", resp, err)
+		tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), transport.Retry))
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); status.Code(err) != codes.DeadlineExceeded {
+			t.Errorf("err = %v, want DEADLINE_EXCEEDED", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if got := seen + len(w.Received()); got != 1 {
+			t.Errorf("the workers got %d attempts, want 1", got)
 		}
 	})
 }
 
-// firstAttempt notes the error of the first attempt WithRetry makes.
+// With no worker at all the first attempt is never sent: Retry makes it
+// again, and it reaches the worker that has come up meanwhile.
+func TestRetryWhenNeverSent(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	first := &firstAttempt{}
+	started := func(next transport.Invoker) transport.Invoker {
+		return transport.Wrap(next, func(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+			resp, err := next.Invoke(ctx, rpc, req)
+			if first.calls == 1 { // after the first attempt, a worker arrives
+				startWorker(t, ns.ClientURL(), echo(t))
+			}
+			return resp, err
+		})
+	}
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), first.note, started, transport.Retry))
+	resp, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits"})
+	if err != nil || resp.GetModelName() != "digits" {
+		t.Errorf("ModelInfer = %v, %v; want the second attempt's answer", resp, err)
+	}
+	if !transport.NeverSent(first.err) || first.calls != 2 {
+		t.Errorf("first attempt %v (never sent: %v), %d attempts; want a never-sent first and 2", first.err, transport.NeverSent(first.err), first.calls)
+	}
+}
+
+// firstAttempt notes the error of the first attempt Retry makes.
 type firstAttempt struct {
-	transport.Transport
-	next  transport.Transport
 	err   error
 	calls int
 }
 
-func (f *firstAttempt) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	resp, err := f.next.ModelInfer(ctx, req)
-	if f.calls == 0 {
-		f.err = err
-	}
-	f.calls++
-	return resp, err
+func (f *firstAttempt) note(next transport.Invoker) transport.Invoker {
+	return transport.Wrap(next, func(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+		resp, err := next.Invoke(ctx, rpc, req)
+		if f.calls == 0 {
+			f.err = err
+		}
+		f.calls++
+		return resp, err
+	})
 }
 
 // A request over the server's max_payload is refused before it is sent:
@@ -334,10 +282,10 @@ func TestMaxPayload(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1024)
 	w := startWorker(t, ns.ClientURL(), echo(t))
 	tr := newTransport(t, natstransport.Config{Server: ns})
-	if _, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
+	if _, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
 		t.Fatalf("a small request: %v", err) // also waits for the server's INFO
 	}
-	_, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{
+	_, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{
 		ModelName: "digits", RawInputContents: [][]byte{make([]byte, 2048)},
 	})
 	resp := oiperr.FromError(err)
@@ -347,7 +295,7 @@ func TestMaxPayload(t *testing.T) {
 	if code := status.Code(err); code != codes.ResourceExhausted {
 		t.Errorf("code %v, want RESOURCE_EXHAUSTED", code)
 	}
-	if n := len(w.received()); n != 1 {
+	if n := len(w.Received()); n != 1 {
 		t.Errorf("worker got %d messages, want only the small one", n)
 	}
 }
@@ -359,17 +307,18 @@ func TestHeaders(t *testing.T) {
 	w := startWorker(t, ns.ClientURL(), echo(t))
 	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	tr := newTransport(t, natstransport.Config{
-		Server:  ns,
-		Timeout: 5 * time.Second,
+		Server: ns,
 		InjectHeaders: func(_ context.Context, h natstransport.HeaderCarrier) {
 			h.Set("Traceparent", traceparent) // as an http.Header-minded propagator would
 			h.Set("tracestate", "congo=t61rcWkgMzE")
 		},
 	})
-	if _, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
 		t.Fatal(err)
 	}
-	h := w.received()[0].Header
+	h := w.Received()[0].Header
 	if got := h["traceparent"]; len(got) != 1 || got[0] != traceparent {
 		t.Errorf("traceparent = %q in %v", got, h)
 	}
@@ -408,21 +357,21 @@ func TestModelNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strconv.Quote(tt.model), func(t *testing.T) {
-			_, err := tr.ModelInfer(t.Context(), &pb.ModelInferRequest{ModelName: tt.model})
+			_, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: tt.model})
 			if code := status.Code(err); code != tt.want {
 				t.Errorf("ModelInfer: %v, want %v", err, tt.want)
 			}
-			_, err = tr.ModelReady(t.Context(), &pb.ModelReadyRequest{Name: tt.model})
+			_, err = tr.ModelReady(bounded(t), &pb.ModelReadyRequest{Name: tt.model})
 			if code := status.Code(err); code != tt.want {
 				t.Errorf("ModelReady: %v, want %v", err, tt.want)
 			}
-			_, err = tr.ModelMetadata(t.Context(), &pb.ModelMetadataRequest{Name: tt.model})
+			_, err = tr.ModelMetadata(bounded(t), &pb.ModelMetadataRequest{Name: tt.model})
 			if code := status.Code(err); code != tt.want {
 				t.Errorf("ModelMetadata: %v, want %v", err, tt.want)
 			}
 		})
 	}
-	if n := len(w.received()); n != 0 {
+	if n := len(w.Received()); n != 0 {
 		t.Errorf("the worker got %d messages", n)
 	}
 }
@@ -436,24 +385,21 @@ func TestReconnect(t *testing.T) {
 	startWorker(t, url, echo(t))
 	tr := newTransport(t, natstransport.Config{URL: url})
 	ready := func() error {
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		ctx, cancel := context.WithTimeout(bounded(t), time.Second)
 		defer cancel()
 		_, err := tr.ServerReady(ctx, &pb.ServerReadyRequest{})
 		return err
 	}
-	eventually(t, ready)
+	testkit.Eventually(t, "the server to be ready", func() bool { return ready() == nil })
 
 	ns.Stop()
 	// A request sent just before the client saw the connection drop is
 	// lost; once it has seen it, calls fail at once.
-	eventually(t, func() error {
-		if err := ready(); status.Code(err) != codes.Unavailable {
-			return fmt.Errorf("with the server down: %v, want UNAVAILABLE", err)
-		}
-		return nil
+	testkit.Eventually(t, "UNAVAILABLE with the server down", func() bool {
+		return status.Code(ready()) == codes.Unavailable
 	})
 	startServer(t, addr, 1<<20)
-	eventually(t, ready) // the worker reconnects as well
+	testkit.Eventually(t, "the server to be ready", func() bool { return ready() == nil }) // the worker reconnects as well
 }
 
 // A gateway may start before its NATS server: calls are UNAVAILABLE until
@@ -466,33 +412,17 @@ func TestConnectLater(t *testing.T) {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	tr := newTransport(t, natstransport.Config{URL: "nats://" + addr})
-	_, err = tr.ServerReady(t.Context(), &pb.ServerReadyRequest{})
+	_, err = tr.ServerReady(bounded(t), &pb.ServerReadyRequest{})
 	want := "not connected to the NATS server (nats://" + addr + "); reconnecting"
 	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != want {
 		t.Errorf("before the server is up: %v, want UNAVAILABLE %q", err, want)
 	}
 	ns := startServer(t, addr, 1<<20)
 	startWorker(t, ns.ClientURL(), echo(t))
-	eventually(t, func() error {
-		_, err := tr.ServerReady(t.Context(), &pb.ServerReadyRequest{})
-		return err
+	testkit.Eventually(t, "the server to be up", func() bool {
+		_, err := tr.ServerReady(bounded(t), &pb.ServerReadyRequest{})
+		return err == nil
 	})
-}
-
-// eventually waits up to 10 s for f to succeed.
-func eventually(t *testing.T, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after 10 s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestHeaderCarrier(t *testing.T) {
@@ -508,25 +438,51 @@ func TestHeaderCarrier(t *testing.T) {
 	}
 }
 
-func TestValidatePrefix(t *testing.T) {
-	tests := []struct {
-		prefix string
-		ok     bool
-	}{
-		{"oip.v2", true},
-		{"tenant-a.oip.v2", true},
-		{"oip", true},
-		{"", false},
-		{"oip.", false},
-		{".oip", false},
-		{"oip..v2", false},
-		{"oip.*", false},
-		{"oip.>", false},
-		{"oip v2", false},
+// Every request carries tandem-deadline (Unix ms) and tandem-request-id
+// (Retry's, the same on both attempts); when the caller gives up before the
+// reply, the id is published on <prefix>.cancel.
+func TestDeadlineRequestIDAndCancel(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	w := startWorker(t, ns.ClientURL(), func(m *nats.Msg) *nats.Msg { return nil }) // holds every request
+	cancels := make(chan *nats.Msg, 4)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		if err := natstransport.ValidatePrefix(tt.prefix); (err == nil) != tt.ok {
-			t.Errorf("ValidatePrefix(%q) = %v, want ok %v", tt.prefix, err, tt.ok)
+	defer nc.Close()
+	if _, err := nc.Subscribe(prefix+".cancel", func(m *nats.Msg) { cancels <- m }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), transport.Retry))
+	ctx, cancel := context.WithTimeout(transport.WithRequestID(t.Context()), 500*time.Millisecond)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	want, _ := transport.RequestID(ctx)
+	_, err = tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("err = %v, want DEADLINE_EXCEEDED", err)
+	}
+	msgs := w.Received()
+	if len(msgs) != 1 {
+		t.Fatalf("worker got %d attempts, want 1 (it may be running it)", len(msgs))
+	}
+	id := msgs[0].Header.Get("tandem-request-id")
+	if len(id) != 32 || id != want {
+		t.Errorf("request id %q, want the caller's %q, 32 hex digits", id, want)
+	}
+	ms, err := strconv.ParseInt(msgs[0].Header.Get("tandem-deadline"), 10, 64)
+	if err != nil || ms != deadline.UnixMilli() {
+		t.Errorf("tandem-deadline %q, want %d", msgs[0].Header.Get("tandem-deadline"), deadline.UnixMilli())
+	}
+	select {
+	case m := <-cancels:
+		if got := m.Header.Get("tandem-request-id"); got != id || len(m.Data) != 0 {
+			t.Errorf("cancel for %q with %d bytes, want %q and empty", got, len(m.Data), id)
 		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no cancel message")
 	}
 }

@@ -3,14 +3,13 @@ package natstransport_test
 import (
 	"context"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
@@ -34,7 +33,7 @@ func TestSendSpan(t *testing.T) {
 		},
 	})
 
-	ctx, parent := tp.Tracer("test").Start(t.Context(), "POST /v2/models/{model}/infer", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, parent := tp.Tracer("test").Start(bounded(t), "POST /v2/models/{model}/infer", trace.WithSpanKind(trace.SpanKindServer))
 	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +69,7 @@ func TestSendSpan(t *testing.T) {
 		t.Errorf("attributes missing: %v", want)
 	}
 
-	h := w.received()[0].Header
+	h := w.Received()[0].Header
 	if _, ok := h["traceparent"]; !ok {
 		t.Fatalf("no lowercase traceparent header in %v", h)
 	}
@@ -84,21 +83,24 @@ func TestSendSpan(t *testing.T) {
 // same parent, the first one failed.
 func TestRetrySpans(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
-	first := true
-	startWorker(t, ns.ClientURL(), func(m *nats.Msg) *nats.Msg {
-		if first {
-			first = false
-			return nil // a worker that took the request and died
-		}
-		return echo(t)(m)
-	})
+	attempts := 0
+	// No worker for the first attempt (never sent: retried); one for the second.
+	workerAfterFirst := func(next transport.Invoker) transport.Invoker {
+		return transport.Wrap(next, func(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+			resp, err := next.Invoke(ctx, rpc, req)
+			if attempts++; attempts == 1 {
+				startWorker(t, ns.ClientURL(), echo(t))
+			}
+			return resp, err
+		})
+	}
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	tr := transport.WithRetry(newTransport(t, natstransport.Config{
-		Server: ns, TracerProvider: tp, AttemptTimeout: 200 * time.Millisecond,
-	}), 10*time.Second)
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{
+		Server: ns, TracerProvider: tp,
+	}), workerAfterFirst, transport.Retry))
 
-	ctx, parent := tp.Tracer("test").Start(t.Context(), "parent")
+	ctx, parent := tp.Tracer("test").Start(bounded(t), "parent")
 	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
 		t.Fatal(err)
 	}
