@@ -92,7 +92,12 @@ def running(
         # Only while starting them: what runs after this (the driver, the sampler) does not.
         with cpuset.confined(services.budget.servers):
             if gateways or "python" in needed:
-                python = Stack(workdir=folder(workdir / "python"), routing=None, env=dict(go))
+                # NATS without credentials: loadgen's NATS mode talks to it directly.
+                # Auth is checked when a client connects, not per message, so the
+                # figures hold for the shipped, authenticated NATS too.
+                python = Stack(
+                    workdir=folder(workdir / "python"), routing=None, env=dict(go), nats_auth=False
+                )
                 stack.callback(python.stop)
                 if nats:
                     services.processes["nats-server"] = python.start_nats()
@@ -135,8 +140,10 @@ def start_gateway(
         ports=replace(Ports.free(), python_grpc=python.ports.python_grpc, nats=python.ports.nats),
         workdir=folder(workdir / gateway.name),
         routing=ROUTING if gateway.coalesce else None,
-        gateway_args=gateway.args,
+        # pprof is off unless asked for; the profile phase asks.
+        gateway_args=("--pprof", *gateway.args),
         env=env or {},
+        nats_auth=False,
     )
     stack.callback(gw.stop)
     services.processes[gateway.name] = gw.start_gateway()
@@ -156,6 +163,7 @@ def traced(services: Services, workdir: Path, receiver: otlp.Receiver) -> Iterat
             routing=None,
             ports=replace(Ports.free(), nats=int(services.nats_url.rsplit(":", 1)[1])),
             env=otlp.otel_env(receiver.endpoint, "1"),
+            nats_auth=False,
         )
         python.python_args = ("--serve", "grpc,nats", "--nats-url", services.nats_url)
         python.python_args += ("--nats-subject-prefix", TRACED_PREFIX)

@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -151,8 +152,13 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     # NATS with a user per role and passwords made for this stack alone, as
     # `make run` ships it; False runs an open server (for what needs one).
-    nats_auth: bool = False
+    nats_auth: bool = True
     processes: list[Process] = field(default_factory=list)
+    # With the gateway's edge on TLS (--tls-cert): how clients, and the
+    # readiness check, verify it (and present a client certificate, under mTLS).
+    ssl_context: ssl.SSLContext | None = None
+    # Each Python worker's /metrics address, by process name.
+    metrics_addrs: dict[str, str] = field(default_factory=dict)
     nats_passwords: dict[str, str] = field(
         default_factory=lambda: {user: secrets.token_urlsafe(24) for user in NATS_PERMISSIONS}
     )
@@ -181,7 +187,8 @@ class Stack:
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.http}"
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://127.0.0.1:{self.ports.http}"
 
     @property
     def edge_grpc_addr(self) -> str:
@@ -247,6 +254,7 @@ class Stack:
         argv += ["--model-repository", str(self.models)]
         first = not any(p.name.startswith("inference-py") for p in self.processes)
         metrics = self.python_metrics_addr if first else f"127.0.0.1:{free_port()}"
+        self.metrics_addrs[name] = metrics
         argv += ["--metrics-addr", metrics]
         env: dict[str, str] = {}
         if self.transport == "nats":
@@ -335,7 +343,7 @@ class Stack:
         raise TimeoutError(f"stack not ready after {timeout:.0f}s:\n{self.logs()}")
 
     def _ready(self) -> bool:
-        return healthy(f"{self.rest_url}/v2/health/ready")
+        return healthy(f"{self.rest_url}/v2/health/ready", self.ssl_context)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ({p.log_path})\n{p.log_tail()}" for p in self.processes)
@@ -359,10 +367,10 @@ class Stack:
         self.stop()
 
 
-def healthy(url: str) -> bool:
+def healthy(url: str, context: ssl.SSLContext | None = None) -> bool:
     """Whether a health endpoint answers 200 now."""
     try:
-        with urllib.request.urlopen(url, timeout=1) as r:
+        with urllib.request.urlopen(url, timeout=1, context=context) as r:
             return bool(r.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
