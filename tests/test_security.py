@@ -24,8 +24,9 @@ from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
 from tandem_stack.stack import GATEWAY, Stack
 
-from certs import Authority, Pair
 from conftest import infer_body, probabilities
+
+from certs import Authority, Pair
 
 Digits = tuple[np.ndarray, np.ndarray]
 INFER = "/v2/models/digits/infer"
@@ -256,12 +257,18 @@ def test_rogue_nats_client_is_refused(digits: Digits, reference: np.ndarray) -> 
 def test_secure_defaults_in_help() -> None:
     """Listeners default to loopback, pprof is off, and no secret has a shown default."""
     out = subprocess.run([str(GATEWAY), "--help"], capture_output=True, text=True, check=False)
-    text = out.stdout + out.stderr
-    for flag in ("--http-addr", "--grpc-addr", "--admin-addr"):
-        (line,) = [ln for ln in text.splitlines() if ln.strip().startswith(flag)]
-        block = text[text.index(line) : text.index(line) + 300]
-        assert "127.0.0.1:" in block, block
-    assert "--pprof" in text
+    lines = (out.stdout + out.stderr).splitlines()
+
+    def usage(flag: str) -> str:
+        """A flag's help: its own line and the indented text under it (Go's flag format)."""
+        (at,) = [i for i, ln in enumerate(lines) if ln.strip().split(" ")[0] == f"-{flag}"]
+        return lines[at + 1]
+
+    for flag in ("http-addr", "grpc-addr", "admin-addr"):
+        assert '(default "127.0.0.1:' in usage(flag), usage(flag)
+    assert "(default" not in usage("pprof")  # a bool flag shows a default only when true
+    for secret in ("api-keys", "nats-password"):
+        assert "(default" not in usage(secret), usage(secret)
 
 
 # --- hostile input ---
@@ -322,7 +329,15 @@ def test_invalid_utf8_in_the_url_is_400(plain: Stack, path: str) -> None:
 
 
 def test_oversized_headers_are_refused(plain: Stack) -> None:
+    """Headers past --max-header-bytes (64 KiB) are not read: 431, or the connection
+    closed under a client still sending (the kernel may reset it before the 431 is
+    read). Either way the gateway serves the next caller."""
     with httpx.Client(base_url=plain.rest_url, timeout=30) as c:
-        r = c.get("/v2/health/live", headers={"X-Filler": "a" * (256 * 1024)})
-        assert r.status_code == 431
+        try:
+            r = c.get("/v2/health/live", headers={"X-Filler": "a" * (96 * 1024)})
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+            pass
+        else:
+            assert r.status_code == 431, r.text
+    with httpx.Client(base_url=plain.rest_url, timeout=30) as c:
         assert c.get("/v2/health/live").status_code == 200
