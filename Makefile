@@ -22,7 +22,7 @@ GO_SOURCES := $(shell find edge-go -name '*.go' -not -path '*/bin/*' 2>/dev/null
 PY_SOURCES := $(shell find inference-py/src -name '*.py' 2>/dev/null)
 LOADGEN_SOURCES := $(shell find bench/loadgen -name '*.go' 2>/dev/null) bench/loadgen/go.mod bench/loadgen/go.sum
 
-.PHONY: help setup build models proto proto-check lint test test-go test-py test-e2e bench bench-quick bench-locust soak demo run up down clean
+.PHONY: help setup build models proto proto-check lint test test-go fuzz test-py test-e2e bench bench-quick bench-locust soak demo run up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -78,11 +78,18 @@ lint: $(VENV)/.installed proto-check ## gofmt, go vet, ruff, mypy, buf
 	cd deploy/local && ../../$(VENV)/bin/mypy --strict src
 	$(VENV)/bin/mypy --config-file bench/mypy.ini
 
-test: setup lint test-go test-py test-e2e bench-quick ## run every test: Go (-race), Python unit, cross-language, bench pipeline
+test: setup lint test-go fuzz test-py test-e2e bench-quick ## run every test: Go (-race), Python unit, cross-language, bench pipeline
 
 test-go: ## Go unit tests with the race detector
 	cd edge-go && go test -race -count=1 ./...
 	cd bench/loadgen && go test -race -count=1 ./...
+
+# Native Go fuzzing, a short run per target on top of the committed seed corpora
+# (edge-go/internal/restcodec/testdata/fuzz/); FUZZTIME=5m for a longer hunt.
+FUZZTIME ?= 10s
+fuzz: ## fuzz the REST JSON decoder and the binary tensor extension parser (FUZZTIME each)
+	cd edge-go && go test -run '^$$' -fuzz '^FuzzDecodeInferRequest$$' -fuzztime $(FUZZTIME) ./internal/restcodec
+	cd edge-go && go test -run '^$$' -fuzz '^FuzzBinarySplit$$' -fuzztime $(FUZZTIME) ./internal/restcodec
 
 test-py: $(VENV)/.installed models ## Python unit tests: the inference service and the bench's summaries
 	$(PY) -m pytest -q inference-py/tests
