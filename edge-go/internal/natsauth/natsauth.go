@@ -2,7 +2,9 @@
 // Python workers share (--nats-user, --nats-password, --nats-creds,
 // --nats-nkey, --nats-tls-*) into nats.go connect options, and writes the
 // nats-server authorization config with the three users of the stack
-// (gateway, worker, observer) and their permissions.
+// (gateway, worker, observer) and their permissions. RequiresAuth tells
+// whether a loaded nats-server config refuses anonymous clients, which the
+// embedded server needs before it listens beyond loopback.
 //
 // It checks every file when the options are built, so a missing or bad
 // credentials file fails at startup with an error naming it rather than as
