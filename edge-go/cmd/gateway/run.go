@@ -259,10 +259,9 @@ func newTransport(log *slog.Logger, cfg config.Config, tel *telemetry.Telemetry)
 // embedded nats-server for the workers and connects to it in process.
 func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, error) {
 	ncfg := natstransport.Config{
-		URL:            cfg.NATSURL,
-		SubjectPrefix:  cfg.NATSSubjectPrefix,
-		AttemptTimeout: cfg.HopAttemptTimeout,
-		Logger:         log,
+		URL:           cfg.NATSURL,
+		SubjectPrefix: cfg.NATSSubjectPrefix,
+		Logger:        log,
 		// The trace context travels in lowercase headers (proto/README.md).
 		InjectHeaders: func(ctx context.Context, h natstransport.HeaderCarrier) {
 			otel.GetTextMapPropagator().Inject(ctx, h)

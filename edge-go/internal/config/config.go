@@ -28,10 +28,6 @@ const (
 	DefaultNATSSubjectPrefix = natssubject.DefaultPrefix
 	DefaultNATSListen        = "127.0.0.1:4222"
 	DefaultNATSMonitorAddr   = "127.0.0.1:8222"
-	// DefaultHopAttemptTimeout bounds a first attempt over NATS: far above
-	// the milliseconds an inference takes, far below --timeout, so that a
-	// request held by a killed worker is sent again in good time.
-	DefaultHopAttemptTimeout = time.Second
 	// DefaultTimeout bounds one call to the inference service.
 	DefaultTimeout = 10 * time.Second
 	// DefaultMaxBodyBytes admits a batch of thousands of digits as JSON.
@@ -71,7 +67,6 @@ type Config struct {
 	NATSSubjectPrefix string
 	NATSListen        string
 	NATSMonitorAddr   string
-	HopAttemptTimeout time.Duration
 	Timeout           time.Duration
 	MaxBodyBytes      int64
 	MaxMessageBytes   int
@@ -106,7 +101,6 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.StringVar(&c.NATSSubjectPrefix, "nats-subject-prefix", DefaultNATSSubjectPrefix, "with --transport nats: the prefix of every subject")
 	fs.StringVar(&c.NATSListen, "nats-listen", DefaultNATSListen, "host:port of the embedded nats-server's client listener, which workers connect to")
 	fs.StringVar(&c.NATSMonitorAddr, "nats-monitor-addr", DefaultNATSMonitorAddr, "host:port of the embedded nats-server's monitoring endpoints (empty: none)")
-	fs.DurationVar(&c.HopAttemptTimeout, "hop-attempt-timeout", DefaultHopAttemptTimeout, "with --transport nats: how long a first attempt waits for a worker's reply before it is sent again")
 	fs.DurationVar(&c.Timeout, "timeout", DefaultTimeout, "longest wait for one call to the inference service")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "largest request body accepted; larger ones get 413")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", DefaultMaxMessageBytes, "largest message sent to or received from the inference service; at most the service's own limit")
@@ -178,9 +172,6 @@ func (c Config) validate() error {
 		}
 		if c.NATSURL == "" && c.NATSListen == "" {
 			errs = append(errs, errors.New("--nats-listen is empty: the embedded nats-server (run when --nats-url is empty) needs it"))
-		}
-		if c.HopAttemptTimeout <= 0 {
-			errs = append(errs, fmt.Errorf("--hop-attempt-timeout %v: must be positive", c.HopAttemptTimeout))
 		}
 	}
 	if !slices.Contains(Transports, c.Transport) {

@@ -23,7 +23,6 @@ func TestLoad(t *testing.T) {
 		NATSSubjectPrefix: "oip.v2",
 		NATSListen:        "127.0.0.1:4222",
 		NATSMonitorAddr:   "127.0.0.1:8222",
-		HopAttemptTimeout: time.Second,
 		Timeout:           10 * time.Second,
 		MaxBodyBytes:      8 << 20,
 		MaxMessageBytes:   16 << 20,
@@ -59,10 +58,10 @@ func TestLoad(t *testing.T) {
 		{"flag wins over environment", []string{"--inference-addr", "flag:1"}, map[string]string{"TANDEM_INFERENCE_ADDR": "env:2", "TANDEM_TIMEOUT": "1s"},
 			with(func(c *Config) { c.InferenceAddr, c.Timeout = "flag:1", time.Second })},
 		{"nats", []string{"--transport", "nats", "--nats-url", "nats://a:4222,nats://b:4222", "--grpc-addr", "", "--inference-addr", ""},
-			map[string]string{"TANDEM_NATS_SUBJECT_PREFIX": "tenant.oip", "TANDEM_HOP_ATTEMPT_TIMEOUT": "300ms"},
+			map[string]string{"TANDEM_NATS_SUBJECT_PREFIX": "tenant.oip"},
 			with(func(c *Config) {
 				c.Transport, c.NATSURL, c.GRPCAddr, c.InferenceAddr = "nats", "nats://a:4222,nats://b:4222", "", ""
-				c.NATSSubjectPrefix, c.HopAttemptTimeout = "tenant.oip", 300*time.Millisecond
+				c.NATSSubjectPrefix = "tenant.oip"
 			})},
 		{"embedded nats", []string{"--transport=nats", "--nats-listen", "127.0.0.1:0", "--nats-monitor-addr", ""}, nil,
 			with(func(c *Config) { c.Transport, c.NATSListen, c.NATSMonitorAddr = "nats", "127.0.0.1:0", "" })},
@@ -100,7 +99,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown transport", []string{"--transport", "carrier-pigeon"}, nil, `--transport "carrier-pigeon": expected one of grpc, nats`},
 		{"wildcard prefix", []string{"--transport", "nats", "--nats-subject-prefix", "oip.>"}, nil, `--nats-subject-prefix: subject prefix "oip.>": ">" is not a valid subject token`},
 		{"no embedded listener", []string{"--transport", "nats", "--nats-listen", ""}, nil, "--nats-listen is empty"},
-		{"zero attempt timeout", []string{"--transport", "nats", "--hop-attempt-timeout", "0"}, nil, "--hop-attempt-timeout 0s: must be positive"},
+		{"attempt timeout is gone", []string{"--hop-attempt-timeout", "1s"}, nil, "flag provided but not defined: -hop-attempt-timeout"},
 		{"zero timeout", []string{"--timeout", "0"}, nil, "--timeout 0s: must be positive"},
 		{"zero body limit", nil, map[string]string{"TANDEM_MAX_BODY_BYTES": "0"}, "--max-body-bytes 0: must be positive"},
 		{"negative message limit", []string{"--max-message-bytes", "-1"}, nil, "--max-message-bytes -1: must be positive"},
@@ -128,8 +127,7 @@ func TestHelpNamesEveryEnvironmentVariable(t *testing.T) {
 	for _, name := range []string{"TANDEM_HTTP_ADDR", "TANDEM_TRANSPORT", "TANDEM_INFERENCE_ADDR", "TANDEM_TIMEOUT",
 		"TANDEM_MAX_BODY_BYTES", "TANDEM_MAX_MESSAGE_BYTES", "TANDEM_READ_HEADER_TIMEOUT", "TANDEM_READ_TIMEOUT",
 		"TANDEM_WRITE_TIMEOUT", "TANDEM_IDLE_TIMEOUT", "TANDEM_SHUTDOWN_TIMEOUT", "TANDEM_LOG_LEVEL",
-		"TANDEM_GRPC_ADDR", "TANDEM_NATS_URL", "TANDEM_NATS_SUBJECT_PREFIX", "TANDEM_NATS_LISTEN", "TANDEM_NATS_MONITOR_ADDR",
-		"TANDEM_HOP_ATTEMPT_TIMEOUT"} {
+		"TANDEM_GRPC_ADDR", "TANDEM_NATS_URL", "TANDEM_NATS_SUBJECT_PREFIX", "TANDEM_NATS_LISTEN", "TANDEM_NATS_MONITOR_ADDR"} {
 		if !strings.Contains(out.String(), "(env "+name+")") {
 			t.Errorf("usage does not mention %s:\n%s", name, out.String())
 		}

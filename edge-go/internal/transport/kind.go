@@ -32,8 +32,8 @@ func (e *tooLargeError) GRPCStatus() *status.Status {
 
 // Kinds of hop failure that no status code tells apart, for metrics.
 const (
-	KindNoResponders   = "no_responders"
-	KindAttemptTimeout = "attempt_timeout"
+	KindNoResponders = "no_responders"
+	KindNotSent      = "not_sent"
 )
 
 // WithKind is the status error st that also names the kind of hop failure
@@ -42,9 +42,24 @@ func WithKind(kind string, st *status.Status) error {
 	return &kindError{st: st, kind: kind}
 }
 
+// NotSent is WithKind(kind, st) for a failure that proves the request
+// reached no worker (see the package doc): the one failure Retry makes
+// again.
+func NotSent(kind string, st *status.Status) error {
+	return &kindError{st: st, kind: kind, notSent: true}
+}
+
+// WasNotSent reports whether err is a NotSent error: the request it failed
+// cannot have been run.
+func WasNotSent(err error) bool {
+	k, ok := errors.AsType[*kindError](err)
+	return ok && k.notSent
+}
+
 type kindError struct {
-	st   *status.Status
-	kind string
+	st      *status.Status
+	kind    string
+	notSent bool
 }
 
 func (e *kindError) Error() string              { return e.st.Err().Error() }

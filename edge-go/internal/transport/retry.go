@@ -3,40 +3,31 @@ package transport
 import (
 	"context"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
-// Retry makes a call a second time when the first attempt fails with
-// UNAVAILABLE while the context's deadline still has room.
+// Retry makes a call a second time when the first attempt failed in a way
+// that proves the request reached no worker (WasNotSent: NATS no
+// responders, a gRPC call that found no connection to go out on), while the
+// context still has room.
 //
-// Every OIP call is idempotent (inference has no side effects), so a second
-// attempt can only help. UNAVAILABLE is what both transports report when a
-// call reached no worker or lost it on the way: no responders, a dropped
-// connection, a worker shutting down, or (over NATS) an attempt that got no
-// reply in time because the worker that held it was killed. Another worker,
-// or the same one restarted, may take the second attempt. Other codes are
-// answers, not failures to reach one, and are returned as they are.
+// That is the at-most-once rule: inference has no side effects, but it
+// costs a worker's time, and an attempt that may be running must not be
+// doubled when the fleet is overloaded, which is when attempts fail most.
+// So an attempt that timed out, or lost its connection after it was sent,
+// is never made again: nobody can know whether a worker ran it. Other
+// codes are answers, not failures to reach one, and are returned as they
+// are.
 //
-// The second attempt gets whatever is left of the deadline. Attempts carry a
-// mark (RetryFollows) so that a transport can give the first one less than
-// the whole budget and leave room for the second.
+// Both attempts share the caller's deadline and request id (RequestID), so
+// that a worker can tell them for one request.
 func Retry(next Invoker) Invoker {
 	return Wrap(next, func(ctx context.Context, rpc RPC, req proto.Message) (proto.Message, error) {
-		resp, err := next.Invoke(context.WithValue(ctx, retryFollowsKey{}, true), rpc, req)
-		if err == nil || status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+		ctx = WithRequestID(ctx)
+		resp, err := next.Invoke(ctx, rpc, req)
+		if err == nil || !WasNotSent(err) || ctx.Err() != nil {
 			return resp, err
 		}
 		return next.Invoke(ctx, rpc, req)
 	})
-}
-
-type retryFollowsKey struct{}
-
-// RetryFollows reports whether a failed attempt made with ctx would be made
-// again: it is true for the first attempt that Retry makes.
-func RetryFollows(ctx context.Context) bool {
-	follows, _ := ctx.Value(retryFollowsKey{}).(bool)
-	return follows
 }

@@ -49,9 +49,6 @@ type Config struct {
 	Server nats.InProcessConnProvider
 	// SubjectPrefix starts every subject ("oip.v2").
 	SubjectPrefix string
-	// AttemptTimeout bounds an attempt that transport.Retry would make
-	// again (see transport.RetryFollows): it must be positive.
-	AttemptTimeout time.Duration
 	// InjectHeaders, when set, adds headers to every request, such as the
 	// W3C trace context of ctx. The carrier keeps keys lowercase.
 	InjectHeaders func(ctx context.Context, h HeaderCarrier)
@@ -64,12 +61,11 @@ type Config struct {
 
 // Transport is a transport.Invoker over one NATS connection.
 type Transport struct {
-	nc             *nats.Conn
-	where          string // the server(s), for messages
-	subjects       subjects
-	attemptTimeout time.Duration
-	inject         func(context.Context, HeaderCarrier)
-	tracer         trace.Tracer
+	nc       *nats.Conn
+	where    string // the server(s), for messages
+	subjects subjects
+	inject   func(context.Context, HeaderCarrier)
+	tracer   trace.Tracer
 }
 
 // instrumentationName names the tracer of the send spans.
@@ -81,9 +77,6 @@ var _ transport.Invoker = (*Transport)(nil)
 // yet, it keeps trying in the background (every 250 ms, for ever) and calls
 // fail with UNAVAILABLE until one does.
 func New(cfg Config) (*Transport, error) {
-	if cfg.AttemptTimeout <= 0 {
-		return nil, fmt.Errorf("nats transport: attempt timeout %v must be positive", cfg.AttemptTimeout)
-	}
 	if err := natssubject.ValidatePrefix(cfg.SubjectPrefix); err != nil {
 		return nil, fmt.Errorf("nats transport: %w", err)
 	}
@@ -140,12 +133,11 @@ func New(cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("nats transport: connect to %s: %w", where, err)
 	}
 	return &Transport{
-		nc:             nc,
-		where:          where,
-		subjects:       subjects{prefix: cfg.SubjectPrefix},
-		attemptTimeout: cfg.AttemptTimeout,
-		inject:         cfg.InjectHeaders,
-		tracer:         tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
+		nc:       nc,
+		where:    where,
+		subjects: subjects{prefix: cfg.SubjectPrefix},
+		inject:   cfg.InjectHeaders,
+		tracer:   tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
 	}, nil
 }
 
@@ -182,14 +174,12 @@ func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Mes
 // call makes one request on subject and decodes the reply into resp. model
 // names the model in messages; it is empty for the server RPCs.
 //
-// The request is bounded by ctx's deadline, which it must have. When Retry
-// would make a failed attempt again, the attempt is bounded
-// by the attempt timeout too, and one that runs out while the budget still
-// has room is UNAVAILABLE, so that the second attempt, with the rest of the
-// budget, goes out. That is how a request survives a worker killed while
-// holding it: NATS does not tell a requester that the subscriber it picked
-// went away (a worker killed with SIGKILL silently loses what it held), so
-// without an attempt timeout the request would wait out its whole deadline.
+// The request is bounded by ctx's deadline, which it must have, and by
+// nothing shorter: NATS does not tell a requester that the subscriber it
+// picked went away (a worker killed with SIGKILL silently loses what it
+// held), and nobody can tell such a worker from a slow one, which may be
+// running the request. So a request held by a killed worker waits out its
+// deadline (504) rather than being sent again (transport.Retry).
 func call(ctx context.Context, t *Transport, subject, model string, req, resp proto.Message) (proto.Message, error) {
 	// One span per attempt: a retried request shows both sends.
 	ctx, span := t.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer))
@@ -212,13 +202,6 @@ func call(ctx context.Context, t *Transport, subject, model string, req, resp pr
 
 // request is call's work, inside the span.
 func request(ctx context.Context, t *Transport, subject, model string, req, resp proto.Message) (proto.Message, error) {
-	attemptCtx := ctx
-	if transport.RetryFollows(ctx) {
-		var cancelAttempt context.CancelFunc
-		attemptCtx, cancelAttempt = context.WithTimeout(ctx, t.attemptTimeout)
-		defer cancelAttempt()
-	}
-
 	data, err := proto.Marshal(req)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "encode %s request: %v", subject, err)
@@ -228,7 +211,7 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 			"request too large: it takes %d bytes, more than the %d bytes the NATS server accepts in one message (its max_payload)", len(data), limit))
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	deadline, ok := attemptCtx.Deadline()
+	deadline, ok := ctx.Deadline()
 	if !ok {
 		// nats.go refuses it too: the edge always sets one.
 		return nil, status.Errorf(codes.Internal, "request on %s without a deadline", subject)
@@ -244,7 +227,7 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 	if !t.nc.IsConnected() {
 		return nil, t.notConnected()
 	}
-	reply, err := t.nc.RequestMsgWithContext(attemptCtx, msg)
+	reply, err := t.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
 		return nil, t.explain(ctx, subject, model, err)
 	}
@@ -266,30 +249,25 @@ func budgetMillis(d time.Duration) string {
 }
 
 // explain turns a failed request into a status: UNAVAILABLE when no worker
-// took it or the connection failed (Retry makes it again), or when an
-// attempt went unanswered while the budget still has room; DEADLINE_EXCEEDED
-// when the budget ran out.
+// took it or it could not be sent (both NotSent: Retry makes it again), or
+// when the connection closed under it; DEADLINE_EXCEEDED when the budget ran
+// out.
 func (t *Transport) explain(ctx context.Context, subject, model string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		if model == "" {
-			return transport.WithKind(transport.KindNoResponders, status.Newf(codes.Unavailable,
+			return transport.NotSent(transport.KindNoResponders, status.Newf(codes.Unavailable,
 				"no inference worker is connected to NATS (no responders on %s)", subject))
 		}
 		if t.anyWorker(ctx) {
 			return status.Errorf(codes.NotFound, "unknown model %q: no inference worker serves it (no responders on %s)", model, subject)
 		}
-		return transport.WithKind(transport.KindNoResponders, status.Newf(codes.Unavailable,
+		return transport.NotSent(transport.KindNoResponders, status.Newf(codes.Unavailable,
 			"no inference worker is serving model %q (no responders on %s)", model, subject))
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			if errors.Is(ctxErr, context.Canceled) {
-				return status.FromContextError(ctxErr).Err()
-			}
-			return status.Errorf(codes.DeadlineExceeded, "no inference worker answered %s in time", subject)
-		}
-		return transport.WithKind(transport.KindAttemptTimeout, status.Newf(codes.Unavailable,
-			"no reply from an inference worker on %s within %v (the hop attempt timeout); the worker may be gone", subject, t.attemptTimeout))
+	case errors.Is(err, context.Canceled):
+		return status.FromContextError(err).Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Errorf(codes.DeadlineExceeded, "no inference worker answered %s in time", subject)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return transport.TooLarge(fmt.Sprintf(
 			"request too large: with its headers it takes more than the %d bytes the NATS server accepts in one message (its max_payload)", t.nc.MaxPayload()))
@@ -309,14 +287,22 @@ func (t *Transport) explain(ctx context.Context, subject, model string, err erro
 // as over gRPC), the second UNAVAILABLE (503, retried). The probe is made
 // only on that error path, and any answer, even an error, counts.
 func (t *Transport) anyWorker(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, t.attemptTimeout)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	_, err := t.nc.RequestWithContext(ctx, t.subjects.server("live"), nil)
 	return err == nil
 }
 
+// probeTimeout bounds anyWorker's probe: a live worker answers "live" in
+// well under a millisecond, whatever its inference load.
+const probeTimeout = time.Second
+
+// notConnected is the error of a request that was never written: the
+// client had no connection, and with no reconnect buffer (ReconnectBufSize
+// -1) nats.go refuses a publish rather than keep it for later.
 func (t *Transport) notConnected() error {
-	return status.Errorf(codes.Unavailable, "not connected to the NATS server (%s); reconnecting", t.where)
+	return transport.NotSent(transport.KindNotSent, status.Newf(codes.Unavailable,
+		"not connected to the NATS server (%s); reconnecting", t.where))
 }
 
 // serviceErrors maps the NATS error codes of proto/README.md to gRPC codes;

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,9 +51,6 @@ func newInvoker(t *testing.T, cfg natstransport.Config) *natstransport.Transport
 	t.Helper()
 	if cfg.SubjectPrefix == "" {
 		cfg.SubjectPrefix = prefix
-	}
-	if cfg.AttemptTimeout == 0 {
-		cfg.AttemptTimeout = 10 * time.Second
 	}
 	tr, err := natstransport.New(cfg)
 	if err != nil {
@@ -190,62 +186,50 @@ func TestNoResponders(t *testing.T) {
 }
 
 // A worker that holds a request without answering, as one killed with
-// SIGKILL does: the request fails when its deadline passes; through
-// WithRetry, the first attempt gives up after the attempt timeout and the
-// second reaches a worker that answers.
+// SIGKILL or one too slow does: the request fails when its deadline passes,
+// and through Retry it is not sent again, since the worker may be running
+// it.
 func TestDeadlines(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
-	var mu sync.Mutex
-	seen := 0
-	startWorker(t, ns.ClientURL(), func(m *nats.Msg) *nats.Msg {
-		mu.Lock()
-		defer mu.Unlock()
-		seen++
-		if seen%2 == 1 {
-			return nil // lost, as by a killed worker
-		}
-		return natstest.Reply(t, &pb.ModelInferResponse{ModelName: "digits"})
-	})
-
-	t.Run("deadline exceeded", func(t *testing.T) {
-		tr := newTransport(t, natstransport.Config{Server: ns})
-		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-		defer cancel()
-		_, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
-		want := "no inference worker answered test.oip.models.digits.infer in time"
-		if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || st.Message() != want {
-			t.Errorf("err = %v, want DEADLINE_EXCEEDED %q", err, want)
-		}
-		mu.Lock()
-		seen = 0
-		mu.Unlock()
-	})
-	t.Run("attempt timeout is unavailable", func(t *testing.T) {
-		tr := newInvoker(t, natstransport.Config{Server: ns, AttemptTimeout: 50 * time.Millisecond})
-		// Look, through Retry, at what the first attempt alone reports.
-		first := &firstAttempt{}
-		_, _ = transport.NewClient(transport.Chain(tr, first.note, transport.Retry)).ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits"})
-		want := "no reply from an inference worker on test.oip.models.digits.infer within 50ms (the hop attempt timeout); the worker may be gone"
-		if st := status.Convert(first.err); st.Code() != codes.Unavailable || st.Message() != want {
-			t.Errorf("first attempt: %v, want UNAVAILABLE %q", first.err, want)
-		}
-		mu.Lock()
-		seen = 0
-		mu.Unlock()
-	})
-	t.Run("retry reaches a worker", func(t *testing.T) {
-		tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns, AttemptTimeout: 50 * time.Millisecond}), transport.Retry))
-		resp, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits"})
-		if err != nil || resp.GetModelName() != "digits" {
-			t.Errorf("ModelInfer = %v, %v; want the second attempt's answer", resp, err)
-		}
-	})
+	w := startWorker(t, ns.ClientURL(), func(*nats.Msg) *nats.Msg { return nil })
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), transport.Retry))
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	_, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
+	want := "no inference worker answered test.oip.models.digits.infer in time"
+	if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || st.Message() != want {
+		t.Errorf("err = %v, want DEADLINE_EXCEEDED %q", err, want)
+	}
+	if n := len(w.Received()); n != 1 {
+		t.Errorf("the worker got the request %d times, want once", n)
+	}
 }
 
-// firstAttempt notes the error of the first attempt Retry makes.
+// A request that found no responders reached no worker: Retry sends it
+// again, and the second attempt reaches the worker that has come up since.
+func TestRetryNoResponders(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	var w *natstest.Worker
+	first := &firstAttempt{after: func() { w = startWorker(t, ns.ClientURL(), echo(t)) }}
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), first.note, transport.Retry))
+	resp, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits"})
+	if err != nil || resp.GetModelName() != "digits" {
+		t.Errorf("ModelInfer = %v, %v; want the second attempt's answer", resp, err)
+	}
+	if !transport.WasNotSent(first.err) || transport.ErrorKind(first.err) != transport.KindNoResponders {
+		t.Errorf("first attempt: %v, want no responders, not sent", first.err)
+	}
+	if first.calls != 2 || len(w.Received()) != 1 {
+		t.Errorf("%d attempts, the worker got %d; want 2 and 1", first.calls, len(w.Received()))
+	}
+}
+
+// firstAttempt notes the error of the first attempt Retry makes, and then
+// calls after, if set, before Retry sees the error.
 type firstAttempt struct {
 	err   error
 	calls int
+	after func()
 }
 
 func (f *firstAttempt) note(next transport.Invoker) transport.Invoker {
@@ -253,6 +237,9 @@ func (f *firstAttempt) note(next transport.Invoker) transport.Invoker {
 		resp, err := next.Invoke(ctx, rpc, req)
 		if f.calls == 0 {
 			f.err = err
+			if f.after != nil {
+				f.after()
+			}
 		}
 		f.calls++
 		return resp, err
