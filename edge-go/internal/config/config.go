@@ -82,6 +82,8 @@ type Config struct {
 	// RoutingFile is the per-model routing file (TOML; request coalescing);
 	// empty: no coalescing.
 	RoutingFile string
+
+	Hop // credentials and TLS of the hop (hop.go)
 }
 
 // Load parses args (without the program name) and fills what they leave out
@@ -111,6 +113,8 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long requests in flight get to finish after SIGTERM or SIGINT")
 	fs.TextVar(&c.LogLevel, "log-level", DefaultLogLevel, "`level`: debug, info, warn or error; requests are logged at debug, failed ones at info")
 	fs.StringVar(&c.RoutingFile, "routing", "", "`file` of per-model routing settings (TOML; request coalescing, see edge-go/routing.toml); empty: none")
+
+	c.Hop.register(fs)
 
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + EnvName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
@@ -204,5 +208,6 @@ func (c Config) validate() error {
 	if c.WriteTimeout > 0 && c.WriteTimeout <= c.Timeout {
 		errs = append(errs, fmt.Errorf("--write-timeout %v: must exceed --timeout %v, or be 0", c.WriteTimeout, c.Timeout))
 	}
+	errs = append(errs, c.validateHop()...)
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +25,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 	"github.com/tandem-ml/tandem/edge-go/internal/natssubject"
+	"github.com/tandem-ml/tandem/edge-go/internal/redact"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
@@ -41,12 +44,15 @@ const (
 
 // Config says where NATS is and how calls over it are bounded.
 type Config struct {
-	// URL is one or more NATS server URLs, comma-separated. It is ignored
-	// when Server is set.
+	// URL is one or more NATS server URLs, comma-separated; user:pass@ in
+	// it is used and never logged. It is ignored when Server is set.
 	URL string
 	// Server, when set, is a nats-server running in this process: the
 	// client connects to it without a socket.
 	Server nats.InProcessConnProvider
+	// Auth is the gateway's credentials and TLS, for the in-process
+	// connection too (the server may demand them of every client).
+	Auth natsauth.Config
 	// SubjectPrefix starts every subject ("oip.v2").
 	SubjectPrefix string
 	// InjectHeaders, when set, adds headers to every request, such as the
@@ -75,7 +81,9 @@ var _ transport.Invoker = (*Transport)(nil)
 
 // New connects to NATS. It does not wait for the server: when none answers
 // yet, it keeps trying in the background (every 250 ms, for ever) and calls
-// fail with UNAVAILABLE until one does.
+// fail with UNAVAILABLE until one does. A server that answers and refuses
+// the gateway's credentials or TLS is an error here, at start, since
+// trying again cannot help.
 func New(cfg Config) (*Transport, error) {
 	if err := natssubject.ValidatePrefix(cfg.SubjectPrefix); err != nil {
 		return nil, fmt.Errorf("nats transport: %w", err)
@@ -84,7 +92,11 @@ func New(cfg Config) (*Transport, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	where := cfg.URL
+	authOpts, err := natsauth.Options(cfg.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("nats transport: %w", err)
+	}
+	where := redact.URL(cfg.URL)
 	if cfg.Server != nil {
 		where = embeddedURLLabel
 	}
@@ -100,7 +112,6 @@ func New(cfg Config) (*Transport, error) {
 		// NATS, and a restarted server is back within a second.
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
-		nats.RetryOnFailedConnect(true),
 		// No buffering while disconnected: a request then fails at once
 		// with UNAVAILABLE (and is retried once) rather than waiting, out
 		// of sight, for a server that may not come back in time.
@@ -125,10 +136,11 @@ func New(cfg Config) (*Transport, error) {
 			log.Error("nats error", "subject", subject, "error", err)
 		}),
 	}
+	opts = append(opts, authOpts...)
 	if cfg.Server != nil {
 		opts = append(opts, nats.InProcessServer(cfg.Server))
 	}
-	nc, err := nats.Connect(cfg.URL, opts...)
+	nc, err := connect(cfg.URL, opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats transport: connect to %s: %w", where, err)
 	}
@@ -139,6 +151,33 @@ func New(cfg Config) (*Transport, error) {
 		inject:   cfg.InjectHeaders,
 		tracer:   tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
 	}, nil
+}
+
+// connect makes one attempt at once and fails on a refusal that trying
+// again cannot fix (refused returns true); on any other failure (the server
+// is not up yet, its name does not resolve yet) it returns a client that
+// keeps trying in the background.
+func connect(url string, opts []nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, opts...)
+	if err == nil || refused(err) {
+		return nc, err
+	}
+	return nats.Connect(url, append(opts, nats.RetryOnFailedConnect(true))...)
+}
+
+// refused reports whether a server answered and turned the client away:
+// bad credentials, or TLS that one side demands or cannot verify. nats.go
+// wraps the TLS failures of its handshake in ErrTLS; an alert the server
+// sends after it (TLS 1.3 checks the client's certificate then) comes as
+// crypto/tls's "remote error".
+func refused(err error) bool {
+	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "remote error" {
+		return true
+	}
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) ||
+		errors.Is(err, nats.ErrTLS) || errors.Is(err, nats.ErrSecureConnRequired) ||
+		errors.Is(err, nats.ErrSecureConnWanted) || errors.Is(err, nats.ErrClientCertOrRootCAsRequired)
 }
 
 // Close closes the connection; calls in flight fail.

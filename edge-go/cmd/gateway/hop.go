@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/config"
+	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
+	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
+	"github.com/tandem-ml/tandem/edge-go/internal/redact"
+	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/grpctransport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
+)
+
+// newTransport builds the configured hop.
+func newTransport(log *slog.Logger, cfg config.Config, tel *telemetry.Telemetry) (transport.Invoker, error) {
+	switch cfg.Transport {
+	case "grpc":
+		tr, err := grpctransport.New(grpctransport.Config{
+			Addr:            cfg.InferenceAddr,
+			MaxMessageBytes: cfg.MaxMessageBytes,
+			DialOptions:     tel.GRPCDialOptions(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("transport: %w", err)
+		}
+		log.Info("forwarding over gRPC", "inference_addr", cfg.InferenceAddr)
+		return tr, nil
+	case "nats":
+		tr, err := newNATSTransport(log, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("transport: %w", err)
+		}
+		return tr, nil
+	}
+	return nil, fmt.Errorf("transport %q is not built in", cfg.Transport)
+}
+
+// natsAuth is the gateway's own NATS credentials and TLS.
+func natsAuth(h config.Hop) natsauth.Config {
+	return natsauth.Config{
+		User:      h.NATSUser,
+		Password:  h.NATSPassword.Reveal(),
+		CredsFile: h.NATSCreds,
+		NKeyFile:  h.NATSNKey,
+		TLSCA:     h.NATSTLSCA,
+		TLSCert:   h.NATSTLSCert,
+		TLSKey:    h.NATSTLSKey,
+	}
+}
+
+// credentialsHint names the flags to check when the server refused the
+// gateway's credentials, which nats.go reports without saying whose.
+func credentialsHint(err error) error {
+	if errors.Is(err, nats.ErrAuthorization) {
+		return fmt.Errorf("%w: check the gateway's credentials (--nats-user and --nats-password, --nats-creds, --nats-nkey, or user:pass@ in --nats-url)", err)
+	}
+	return err
+}
+
+// newNATSTransport connects to --nats-url, or, when it is empty, starts an
+// embedded nats-server for the workers and connects to it in process.
+func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, error) {
+	ncfg := natstransport.Config{
+		URL:           cfg.NATSURL,
+		SubjectPrefix: cfg.NATSSubjectPrefix,
+		Auth:          natsAuth(cfg.Hop),
+		Logger:        log,
+		// The trace context travels in lowercase headers (proto/README.md).
+		InjectHeaders: func(ctx context.Context, h natstransport.HeaderCarrier) {
+			otel.GetTextMapPropagator().Inject(ctx, h)
+		},
+	}
+	if cfg.NATSURL != "" {
+		tr, err := natstransport.New(ncfg)
+		if err != nil {
+			return nil, credentialsHint(err)
+		}
+		log.Info("forwarding over NATS", "nats_url", redact.URLs(cfg.NATSURL), "nats_user", cfg.NATSUser,
+			"subject_prefix", cfg.NATSSubjectPrefix)
+		return tr, nil
+	}
+	ns, err := natsserver.Start(natsserver.Config{
+		Listen:      cfg.NATSListen,
+		MonitorAddr: cfg.NATSMonitorAddr,
+		// Requests the gateway would send over gRPC fit over NATS too, up
+		// to the largest payload NATS advises.
+		MaxPayload: min(cfg.MaxMessageBytes, natsserver.MaxPayloadLimit),
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ncfg.Server = ns
+	tr, err := natstransport.New(ncfg)
+	if err != nil {
+		ns.Stop()
+		return nil, credentialsHint(err)
+	}
+	monitor := ""
+	if addr := ns.MonitorAddr(); addr != nil {
+		monitor = addr.String()
+	}
+	log.Info("forwarding over NATS through an embedded nats-server; workers connect to nats_url",
+		"nats_url", ns.ClientURL(), "nats_monitor_addr", monitor, "subject_prefix", cfg.NATSSubjectPrefix)
+	return &embeddedNATS{Invoker: tr, server: ns}, nil
+}
+
+// embeddedNATS is a NATS transport together with the server it runs, which
+// is shut down last, after the transport's connection is closed.
+type embeddedNATS struct {
+	transport.Invoker
+	server *natsserver.Server
+}
+
+func (e *embeddedNATS) Close() error {
+	err := e.Invoker.Close()
+	e.server.Stop()
+	return err
+}
