@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
 	"github.com/tandem-ml/tandem/edge-go/internal/redact"
 	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
+	"github.com/tandem-ml/tandem/edge-go/internal/tlsconf"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/grpctransport"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
@@ -23,15 +25,23 @@ import (
 func newTransport(log *slog.Logger, cfg config.Config, tel *telemetry.Telemetry) (transport.Invoker, error) {
 	switch cfg.Transport {
 	case "grpc":
+		var hopTLS *tls.Config
+		if cfg.InferenceTLSCA != "" || cfg.InferenceTLSCert != "" || cfg.InferenceTLSServerName != "" {
+			var err error
+			if hopTLS, err = tlsconf.Client(cfg.InferenceTLSCA, cfg.InferenceTLSCert, cfg.InferenceTLSKey, cfg.InferenceTLSServerName); err != nil {
+				return nil, fmt.Errorf("--inference-tls-*: %w", err)
+			}
+		}
 		tr, err := grpctransport.New(grpctransport.Config{
 			Addr:            cfg.InferenceAddr,
+			TLS:             hopTLS,
 			MaxMessageBytes: cfg.MaxMessageBytes,
 			DialOptions:     tel.GRPCDialOptions(),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("transport: %w", err)
 		}
-		log.Info("forwarding over gRPC", "inference_addr", cfg.InferenceAddr)
+		log.Info("forwarding over gRPC", "inference_addr", cfg.InferenceAddr, "tls", hopTLS != nil)
 		return tr, nil
 	case "nats":
 		tr, err := newNATSTransport(log, cfg)
@@ -44,15 +54,15 @@ func newTransport(log *slog.Logger, cfg config.Config, tel *telemetry.Telemetry)
 }
 
 // natsAuth is the gateway's own NATS credentials and TLS.
-func natsAuth(h config.Hop) natsauth.Config {
+func natsAuth(cfg config.Config) natsauth.Config {
 	return natsauth.Config{
-		User:      h.NATSUser,
-		Password:  h.NATSPassword.Reveal(),
-		CredsFile: h.NATSCreds,
-		NKeyFile:  h.NATSNKey,
-		TLSCA:     h.NATSTLSCA,
-		TLSCert:   h.NATSTLSCert,
-		TLSKey:    h.NATSTLSKey,
+		User:      cfg.NATSUser,
+		Password:  cfg.NATSPassword.Reveal(),
+		CredsFile: cfg.NATSCreds,
+		NKeyFile:  cfg.NATSNKey,
+		TLSCA:     cfg.NATSTLSCA,
+		TLSCert:   cfg.NATSTLSCert,
+		TLSKey:    cfg.NATSTLSKey,
 	}
 }
 
@@ -71,7 +81,7 @@ func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, e
 	ncfg := natstransport.Config{
 		URL:           cfg.NATSURL,
 		SubjectPrefix: cfg.NATSSubjectPrefix,
-		Auth:          natsAuth(cfg.Hop),
+		Auth:          natsAuth(cfg),
 		Logger:        log,
 		// The trace context travels in lowercase headers (proto/README.md).
 		InjectHeaders: func(ctx context.Context, h natstransport.HeaderCarrier) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,16 +13,25 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/netutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/auth"
 	"github.com/tandem-ml/tandem/edge-go/internal/coalesce"
 	"github.com/tandem-ml/tandem/edge-go/internal/config"
+	"github.com/tandem-ml/tandem/edge-go/internal/edge"
 	"github.com/tandem-ml/tandem/edge-go/internal/edgegrpc"
 	"github.com/tandem-ml/tandem/edge-go/internal/graceful"
+	"github.com/tandem-ml/tandem/edge-go/internal/limit"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
 	"github.com/tandem-ml/tandem/edge-go/internal/rest"
 	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
+	"github.com/tandem-ml/tandem/edge-go/internal/tlsconf"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 )
 
@@ -87,6 +97,11 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		return err
 	}
 	m := metrics.New(cfg.Transport)
+	edgeSec, err := newEdgeSecurity(log, cfg, ls)
+	if err != nil {
+		ls.close()
+		return err
+	}
 	hop, err := newTransport(log, cfg, tel)
 	if err != nil {
 		ls.close()
@@ -97,12 +112,20 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		transport.ObserveFailures(m.HopError), // every attempt, a retried one too
 		transport.Retry,
 		coalesce.Middleware(rules, hopMessageBytes(cfg)),
+		edge.Admit(limit.NewInFlight(limit.InFlightConfig{Max: cfg.MaxInFlight, MaxModels: metrics.MaxModels}), m.Refused),
 	)
 	defer func() {
 		if closeErr := tr.Close(); closeErr != nil && err == nil {
 			err = closeErr
 		}
 	}()
+
+	// On SIGTERM the gateway drains: readiness turns 503 / NOT_SERVING at
+	// once while requests are still served, so that load balancers stop
+	// sending; after --drain-delay the listeners close (stop).
+	var draining atomic.Bool
+	stop, stopServers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServers()
 
 	handler, err := rest.New(rest.Config{
 		Transport:       tr,
@@ -112,6 +135,9 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		MaxBodyBytes:    cfg.MaxBodyBytes,
 		MaxMessageBytes: cfg.MaxMessageBytes,
 		Metrics:         m,
+		Keys:            edgeSec.keys,
+		Rate:            edgeSec.rate,
+		Draining:        draining.Load,
 	})
 	if err != nil {
 		ls.close()
@@ -123,35 +149,45 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		TLSConfig:         edgeSec.tls.Clone(), // each server its own: net/http adds h2 to it
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if cfg.MaxConnections > 0 {
+		ls.http = netutil.LimitListener(ls.http, cfg.MaxConnections)
+	}
 
-	// Either server failing stops the other: a gateway half up is down.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Either server failing stops the others: a gateway half up is down.
 	var wg sync.WaitGroup
 	var httpErr, grpcErr, adminErr error
 	wg.Go(func() {
-		defer cancel()
-		httpErr = graceful.Serve(ctx, log, "http", httpSrv, ls.http, cfg.ShutdownTimeout)
+		defer stopServers()
+		httpErr = graceful.Serve(stop, log, "http", httpServer(httpSrv), ls.http, cfg.ShutdownTimeout)
 	})
 	adminAddr := ""
 	if ls.admin != nil {
 		adminAddr = ls.admin.Addr().String()
 		adminSrv := &http.Server{
-			Handler:           adminHandler(m),
+			Handler:           adminHandler(m, cfg.PProf),
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 		wg.Go(func() {
-			defer cancel()
-			adminErr = graceful.Serve(ctx, log, "admin", adminSrv, ls.admin, cfg.ShutdownTimeout)
+			defer stopServers()
+			adminErr = graceful.Serve(stop, log, "admin", adminSrv, ls.admin, cfg.ShutdownTimeout)
 		})
 	}
 	grpcAddr := ""
+	var edgeGRPC *edgegrpc.Server
 	if ls.grpc != nil {
 		grpcAddr = ls.grpc.Addr().String()
-		edge := edgegrpc.New(edgegrpc.Config{
+		opts := append(tel.GRPCServerOptions(), // spans for OIP calls, continuing the client's trace
+			grpc.MaxConcurrentStreams(uint32(cfg.GRPCMaxConcurrentStreams)),
+			grpc.ConnectionTimeout(cfg.ReadHeaderTimeout))
+		if edgeSec.tls != nil {
+			opts = append(opts, grpc.Creds(credentials.NewTLS(edgeSec.tls.Clone())))
+		}
+		edgeGRPC = edgegrpc.New(edgegrpc.Config{
 			Transport: tr,
 			Logger:    log,
 			Name:      rest.ServerName,
@@ -161,33 +197,113 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 			Extensions: rest.Extensions,
 			Timeout:    cfg.Timeout,
 			// A gRPC request is its own body, and is forwarded as it is.
-			MaxRecvBytes: int(min(cfg.MaxBodyBytes, int64(cfg.MaxMessageBytes))),
-			MaxSendBytes: cfg.MaxMessageBytes,
-			Metrics:      m,
-			// Spans for OIP calls, continuing the client's trace.
-			ServerOptions: tel.GRPCServerOptions(),
+			MaxRecvBytes:  int(min(cfg.MaxBodyBytes, int64(cfg.MaxMessageBytes))),
+			MaxSendBytes:  cfg.MaxMessageBytes,
+			Metrics:       m,
+			Keys:          edgeSec.keys,
+			Rate:          edgeSec.rate,
+			Draining:      draining.Load,
+			ServerOptions: opts,
 		})
 		wg.Go(func() {
-			defer cancel()
-			grpcErr = graceful.Serve(ctx, log, "grpc", edge, ls.grpc, cfg.ShutdownTimeout)
+			defer stopServers()
+			grpcErr = graceful.Serve(stop, log, "grpc", edgeGRPC, ls.grpc, cfg.ShutdownTimeout)
 		})
 	}
+	wg.Go(func() {
+		select {
+		case <-stop.Done(): // a server failed
+			return
+		case <-ctx.Done():
+		}
+		draining.Store(true)
+		if edgeGRPC != nil {
+			edgeGRPC.Drain()
+		}
+		log.Info("draining: readiness is 503 / NOT_SERVING, requests are still served until the listeners close", "drain_delay", cfg.DrainDelay)
+		timer := time.NewTimer(cfg.DrainDelay)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-stop.Done():
+		}
+		stopServers()
+	})
 	log.Info("gateway serving OIP",
 		"http_addr", ls.http.Addr().String(),
 		"grpc_addr", grpcAddr,
 		"admin_addr", adminAddr,
 		"transport", cfg.Transport,
+		"tls", edgeSec.tls != nil,
 		"version", version)
 	wg.Wait()
 	return errors.Join(httpErr, grpcErr, adminErr)
 }
 
-// adminHandler serves the Prometheus metrics and Go's profiles. pprof is
-// mounted here rather than through its init's registration on
+// edgeSecurity is what guards the client listeners: TLS, API keys and the
+// per-client rate; each nil when not configured.
+type edgeSecurity struct {
+	tls  *tls.Config
+	keys *auth.Keys
+	rate *limit.Rate
+}
+
+func newEdgeSecurity(log *slog.Logger, cfg config.Config, ls listeners) (edgeSecurity, error) {
+	var sec edgeSecurity
+	var err error
+	if cfg.TLSCert != "" {
+		if sec.tls, err = tlsconf.Server(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA); err != nil {
+			return sec, fmt.Errorf("--tls-cert: %w", err)
+		}
+	}
+	if sec.keys, err = auth.Load(cfg.APIKeyList(), cfg.APIKeysFile); err != nil {
+		return sec, fmt.Errorf("api keys: %w", err)
+	}
+	if cfg.RateLimit > 0 {
+		sec.rate = limit.NewRate(limit.RateConfig{PerSecond: cfg.RateLimit, Burst: cfg.RateBurst})
+	}
+	if sec.keys.Enabled() {
+		log.Info("API keys required on the client listeners", "keys", sec.keys.Len())
+	}
+	for _, ln := range []net.Listener{ls.http, ls.grpc} {
+		if ln != nil && !sec.keys.Enabled() && !loopback(ln.Addr()) {
+			log.Warn("a client listener is reachable beyond loopback and no API keys are set: anyone who reaches it may use every model (--api-keys, --api-keys-file)",
+				"addr", ln.Addr().String())
+		}
+	}
+	return sec, nil
+}
+
+// loopback reports whether addr is a loopback address (not ":8000", which
+// is every interface).
+func loopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+// httpServer serves srv over TLS when it has a TLS config.
+func httpServer(srv *http.Server) graceful.Server {
+	if srv.TLSConfig == nil {
+		return srv
+	}
+	return tlsServer{srv}
+}
+
+type tlsServer struct{ *http.Server }
+
+// Serve serves TLS with the config's certificates (and HTTP/2 over it).
+func (s tlsServer) Serve(ln net.Listener) error { return s.ServeTLS(ln, "", "") }
+
+// adminHandler serves the Prometheus metrics, and Go's profiles when
+// pprof is set (--pprof: they cost CPU and tell much about the process).
+// pprof is mounted here rather than through its init's registration on
 // http.DefaultServeMux, which the gateway does not serve.
-func adminHandler(m *metrics.Metrics) http.Handler {
+func adminHandler(m *metrics.Metrics, withPProf bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	if !withPProf {
+		return mux
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -29,7 +29,8 @@ type gateway struct {
 // result arrives on served.
 func startServe(t *testing.T, args ...string) *gateway {
 	t.Helper()
-	cfg, err := config.Load(args, testkit.Env(nil), io.Discard)
+	// No drain delay unless a test asks: the listeners close at once.
+	cfg, err := config.Load(append([]string{"--drain-delay=0"}, args...), testkit.Env(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,11 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
@@ -36,6 +38,9 @@ func Middleware(rules map[string]Rule, maxMessageBytes int) transport.Middleware
 	active := map[string]Rule{}
 	for name, r := range rules {
 		if r.Coalesce {
+			if r.MaxQueueRows <= 0 {
+				r.MaxQueueRows = QueueRowsPerMaxRows * r.MaxRows
+			}
 			active[name] = r
 		}
 	}
@@ -62,10 +67,11 @@ type coalescer struct {
 // A lane is the calls in flight and the requests queued for one key.
 // Invariant: requests queue only while inFlight == rule.MaxInFlight.
 type lane struct {
-	key      string
-	rule     Rule
-	inFlight int
-	queue    []*waiter
+	key       string
+	rule      Rule
+	inFlight  int
+	queue     []*waiter
+	queueRows int // the rows of queue, at most rule.MaxQueueRows
 }
 
 // A waiter is a caller queued in a lane.
@@ -134,8 +140,13 @@ func (c *coalescer) modelInfer(ctx context.Context, req *pb.ModelInferRequest) (
 		}
 		return resp, err
 	}
+	if l.queueRows+sig.rows > rule.MaxQueueRows {
+		c.mu.Unlock()
+		return nil, queueFull(req.GetModelName(), rule.MaxQueueRows)
+	}
 	w := &waiter{ctx: ctx, req: req, sig: sig, done: make(chan result, 1), queued: true}
 	l.queue = append(l.queue, w)
+	l.queueRows += sig.rows
 	c.mu.Unlock()
 
 	select {
@@ -158,6 +169,29 @@ func (c *coalescer) modelInfer(ctx context.Context, req *pb.ModelInferRequest) (
 	}
 }
 
+// ErrQueueFull is what a request gets when its lane's queue holds
+// max_queue_rows already: RESOURCE_EXHAUSTED (429 with Retry-After), at
+// once, since waiting behind that many rows would not be served in time.
+var ErrQueueFull = errors.New("coalesce: queue full")
+
+// queueRetryAfter is the retry delay a queue-full refusal suggests.
+const queueRetryAfter = time.Second
+
+func queueFull(model string, maxRows int) error {
+	st := status.Newf(codes.ResourceExhausted,
+		"model %q is overloaded: %d rows already wait to be sent (max_queue_rows); retry later", model, maxRows)
+	if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(queueRetryAfter)}); err == nil {
+		st = withInfo
+	}
+	return &queueFullError{st: st}
+}
+
+type queueFullError struct{ st *status.Status }
+
+func (e *queueFullError) Error() string              { return e.st.Message() }
+func (e *queueFullError) Is(target error) bool       { return target == ErrQueueFull }
+func (e *queueFullError) GRPCStatus() *status.Status { return e.st }
+
 // leave takes a waiter whose caller went away out of its queue, so that it is
 // never sent, or, when a call already took it, lets that call end once no
 // caller waits for it any more. It reports whether the waiter was queued.
@@ -168,6 +202,7 @@ func (c *coalescer) leave(l *lane, w *waiter) bool {
 		for i, q := range l.queue {
 			if q == w {
 				l.queue = append(l.queue[:i], l.queue[i+1:]...)
+				l.queueRows -= w.sig.rows
 				break
 			}
 		}
@@ -213,6 +248,7 @@ func (c *coalescer) finished(l *lane) []*waiter {
 	rest := copy(l.queue, l.queue[n:])
 	clear(l.queue[rest:])
 	l.queue = l.queue[:rest]
+	l.queueRows -= rows
 	for _, w := range batch {
 		w.queued = false
 	}

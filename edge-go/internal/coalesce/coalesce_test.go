@@ -3,6 +3,7 @@ package coalesce
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -192,7 +193,7 @@ func mustEqual(t *testing.T, what string, got, want *pb.ModelInferResponse) {
 
 func TestConcurrentCallersGetTheirOwnAnswers(t *testing.T) {
 	d := &double{gate: make(chan struct{})}
-	c, plain := setup(t, d, Rule{MaxRows: 64, MaxInFlight: 2})
+	c, plain := setup(t, d, Rule{MaxRows: 64, MaxInFlight: 2, MaxQueueRows: 1 << 20}) // every caller queues
 	const n = 1000
 	reqs := make([]*pb.ModelInferRequest, n)
 	for i := range reqs {
@@ -507,11 +508,14 @@ func TestParseRules(t *testing.T) {
 		wantErr    string
 	}{
 		{"full", "[models.digits]\ncoalesce = true\nmax_rows = 64\nmax_in_flight = 3\n",
-			map[string]Rule{"digits": {Coalesce: true, MaxRows: 64, MaxInFlight: 3}}, ""},
+			map[string]Rule{"digits": {Coalesce: true, MaxRows: 64, MaxInFlight: 3, MaxQueueRows: 8 * 64}}, ""},
+		{"queue rows", "[models.digits]\ncoalesce = true\nmax_queue_rows = 10\n",
+			map[string]Rule{"digits": {Coalesce: true, MaxRows: DefaultMaxRows, MaxInFlight: DefaultMaxInFlight, MaxQueueRows: 10}}, ""},
+		{"zero queue", "[models.digits]\nmax_queue_rows = 0\n", nil, "models.digits.max_queue_rows = 0: must be at least 1"},
 		{"defaults", "[models.digits]\ncoalesce = true\n",
-			map[string]Rule{"digits": {Coalesce: true, MaxRows: DefaultMaxRows, MaxInFlight: DefaultMaxInFlight}}, ""},
+			map[string]Rule{"digits": {Coalesce: true, MaxRows: DefaultMaxRows, MaxInFlight: DefaultMaxInFlight, MaxQueueRows: 8 * DefaultMaxRows}}, ""},
 		{"quoted name", "[models.\"digits-torch\"]\ncoalesce = false\n",
-			map[string]Rule{"digits-torch": {MaxRows: DefaultMaxRows, MaxInFlight: DefaultMaxInFlight}}, ""},
+			map[string]Rule{"digits-torch": {MaxRows: DefaultMaxRows, MaxInFlight: DefaultMaxInFlight, MaxQueueRows: 8 * DefaultMaxRows}}, ""},
 		{"empty", "", nil, ""},
 		{"unknown key", "[models.digits]\ncoalesce = true\nmax_row = 3\n", nil, "unknown keys: models.digits.max_row"},
 		{"zero rows", "[models.digits]\nmax_rows = 0\n", nil, "models.digits.max_rows = 0: must be at least 1"},
@@ -626,4 +630,32 @@ func TestMergedCallIsCancelledWhenEveryCallerLeaves(t *testing.T) {
 		t.Error("the merged call goes on after every caller left")
 	}
 	wg.Wait()
+}
+
+// A request that would take the queue past max_queue_rows is refused at
+// once with RESOURCE_EXHAUSTED (ErrQueueFull) and a retry delay; the ones
+// queued before it are served.
+func TestQueueFull(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	c := coalescing(stuck(release, &calls), Rule{MaxRows: 8, MaxInFlight: 1, MaxQueueRows: 3})
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.ModelInfer(t.Context(), request(0, 1, 4)) })
+	testkit.Eventually(t, "the first call", func() bool { return calls.Load() == 1 })
+	errs := make([]error, 2)
+	for i, rows := range []int{2, 1} { // three rows: the queue is full
+		wg.Go(func() { _, errs[i] = c.ModelInfer(t.Context(), request(float32(1000*(i+1)), rows, 4)) })
+	}
+	testkit.Eventually(t, "three rows to queue", func() bool { return c.queued() == 2 })
+	_, err := c.ModelInfer(t.Context(), request(9000, 1, 4))
+	if !errors.Is(err, ErrQueueFull) || status.Code(err) != codes.ResourceExhausted || len(status.Convert(err).Details()) != 1 {
+		t.Errorf("over max_queue_rows: %v, want RESOURCE_EXHAUSTED ErrQueueFull with a retry delay", err)
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("queued caller %d: %v", i, err)
+		}
+	}
 }

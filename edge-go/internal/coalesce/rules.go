@@ -21,12 +21,18 @@ type Rule struct {
 	// MaxInFlight is how many calls per key go out at once before arrivals
 	// queue to be merged into the next one.
 	MaxInFlight int `toml:"max_in_flight"`
+	// MaxQueueRows bounds the rows queued per key: beyond it a request is
+	// refused at once (429) rather than queued behind work that would not
+	// be served in time. Default: QueueRowsPerMaxRows x MaxRows.
+	MaxQueueRows int `toml:"max_queue_rows"`
 }
 
 // The defaults of a rule that leaves them out.
 const (
 	DefaultMaxRows     = 128
 	DefaultMaxInFlight = 2
+	// QueueRowsPerMaxRows sizes the default queue: eight merged calls' worth.
+	QueueRowsPerMaxRows = 8
 )
 
 // routingFile is the TOML routing file: a table per model.
@@ -71,6 +77,12 @@ func ParseRules(text string) (map[string]Rule, error) {
 		}
 		if !defined("max_in_flight") {
 			rule.MaxInFlight = DefaultMaxInFlight
+		}
+		if !defined("max_queue_rows") {
+			rule.MaxQueueRows = QueueRowsPerMaxRows * rule.MaxRows
+		}
+		if rule.MaxQueueRows < 1 {
+			errs = append(errs, fmt.Errorf("models.%s.max_queue_rows = %d: must be at least 1", name, rule.MaxQueueRows))
 		}
 		if rule.MaxRows < 1 {
 			errs = append(errs, fmt.Errorf("models.%s.max_rows = %d: must be at least 1", name, rule.MaxRows))

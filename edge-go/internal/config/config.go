@@ -15,13 +15,16 @@ import (
 	"time"
 
 	"github.com/tandem-ml/tandem/edge-go/internal/natssubject"
+	"github.com/tandem-ml/tandem/edge-go/internal/redact"
 )
 
 // The defaults, shared with tests, the bench and compose (edge-go/README.md).
 const (
-	DefaultHTTPAddr      = ":8000"
-	DefaultGRPCAddr      = ":8001"
-	DefaultAdminAddr     = ":9000" // /metrics and /debug/pprof/
+	// The listeners are loopback unless told otherwise: a gateway reachable
+	// from the network is a decision (containers pass ":8000" and so on).
+	DefaultHTTPAddr      = "127.0.0.1:8000"
+	DefaultGRPCAddr      = "127.0.0.1:8001"
+	DefaultAdminAddr     = "127.0.0.1:9000" // /metrics, and /debug/pprof/ with --pprof
 	DefaultTransport     = "grpc"
 	DefaultInferenceAddr = "127.0.0.1:50051"
 
@@ -42,7 +45,17 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 	// DefaultShutdownTimeout fits in Kubernetes' default 30 s grace period.
 	DefaultShutdownTimeout = 20 * time.Second
-	DefaultLogLevel        = slog.LevelInfo
+	// DefaultDrainDelay is how long readiness is 503 before the listeners
+	// close: long enough for a load balancer to stop sending.
+	DefaultDrainDelay = 3 * time.Second
+	DefaultLogLevel   = slog.LevelInfo
+
+	// DefaultMaxInFlight is capacity x latency target: about 10k req/s x
+	// 20 ms = 200, rounded up.
+	DefaultMaxInFlight              = 256
+	DefaultMaxConnections           = 1024
+	DefaultMaxHeaderBytes           = 64 << 10
+	DefaultGRPCMaxConcurrentStreams = 256
 
 	// EnvPrefix starts the name of every environment variable.
 	EnvPrefix = "TANDEM_"
@@ -77,7 +90,34 @@ type Config struct {
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
 
-	LogLevel slog.Level
+	LogLevel   slog.Level
+	DrainDelay time.Duration
+
+	// PProf mounts /debug/pprof/ on the admin listener.
+	PProf bool
+
+	// APIKeys is the --api-keys list, comma-separated; it never shows in
+	// logs or --help.
+	APIKeys     redact.Secret
+	APIKeysFile string
+	RateLimit   float64
+	RateBurst   int
+	MaxInFlight int
+
+	MaxConnections           int
+	MaxHeaderBytes           int
+	GRPCMaxConcurrentStreams uint
+
+	TLSCert, TLSKey, TLSClientCA string
+
+	// The gRPC hop's TLS (mTLS with a certificate and key).
+	InferenceTLSCA, InferenceTLSCert, InferenceTLSKey, InferenceTLSServerName string
+
+	// NATS credentials; NATSPassword never shows in logs or --help.
+	NATSUser                           string
+	NATSPassword                       redact.Secret
+	NATSCreds, NATSNKey                string
+	NATSTLSCA, NATSTLSCert, NATSTLSKey string
 
 	// RoutingFile is the per-model routing file (TOML; request coalescing);
 	// empty: no coalescing.
@@ -96,7 +136,8 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 
 	fs.StringVar(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "host:port of the OIP REST listener")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "host:port of the OIP gRPC listener (empty: none)")
-	fs.StringVar(&c.AdminAddr, "admin-addr", DefaultAdminAddr, "host:port of the admin listener: Prometheus /metrics and /debug/pprof/ (empty: none)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", DefaultAdminAddr, "host:port of the admin listener: Prometheus /metrics, and /debug/pprof/ with --pprof (empty: none)")
+	fs.BoolVar(&c.PProf, "pprof", false, "serve Go's profiles at /debug/pprof/ on the admin listener")
 	fs.StringVar(&c.Transport, "transport", DefaultTransport, "how to reach the inference service: "+strings.Join(Transports, ", "))
 	fs.StringVar(&c.InferenceAddr, "inference-addr", DefaultInferenceAddr, "with --transport grpc: host:port of the inference service's OIP gRPC endpoint")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "with --transport nats: NATS server URLs, comma-separated (empty: run an embedded nats-server)")
@@ -110,7 +151,36 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", DefaultReadTimeout, "time to read a whole request (0: none)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", DefaultWriteTimeout, "time from the end of the headers to the end of the response (0: none); must exceed --timeout, and is 20s more than --timeout unless set")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", DefaultIdleTimeout, "how long a keep-alive connection may wait for its next request (0: none)")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long requests in flight get to finish after SIGTERM or SIGINT")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long requests in flight get to finish once the listeners close")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", DefaultDrainDelay, "after SIGTERM or SIGINT, how long readiness is 503 / NOT_SERVING while requests are still served, before the listeners close")
+	fs.Func("api-keys", "comma-separated API keys clients must present (Authorization: Bearer KEY); empty: none", func(v string) error {
+		c.APIKeys = redact.Secret(v)
+		return nil
+	})
+	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "`file` of API keys, one a line (`KEY model1,model2` scopes a key; # comments)")
+	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "requests/s per API key, or per client IP without keys (0: no limit)")
+	fs.IntVar(&c.RateBurst, "rate-burst", 0, "requests a client may send at once above --rate-limit (0: the rate, at least 1)")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", DefaultMaxInFlight, "infer requests in flight per model, REST and gRPC together, beyond which requests are refused with 429 (0: no limit)")
+	fs.IntVar(&c.MaxConnections, "max-connections", DefaultMaxConnections, "concurrent connections to the REST listener (0: no limit)")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", DefaultMaxHeaderBytes, "largest request header block on the REST listener")
+	fs.UintVar(&c.GRPCMaxConcurrentStreams, "grpc-max-concurrent-streams", DefaultGRPCMaxConcurrentStreams, "concurrent calls per connection to the OIP gRPC listener")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "`file`: PEM certificate of the REST and gRPC listeners (with --tls-key; empty: plain TCP)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "`file`: PEM private key of --tls-cert")
+	fs.StringVar(&c.InferenceTLSCA, "inference-tls-ca", "", "with --transport grpc: `file` of PEM CA certificates the inference service's certificate must chain to; any --inference-tls-* turns TLS on")
+	fs.StringVar(&c.InferenceTLSCert, "inference-tls-cert", "", "with --transport grpc: `file`: the gateway's PEM client certificate (mTLS, with --inference-tls-key)")
+	fs.StringVar(&c.InferenceTLSKey, "inference-tls-key", "", "with --transport grpc: `file`: the PEM key of --inference-tls-cert")
+	fs.StringVar(&c.InferenceTLSServerName, "inference-tls-server-name", "", "with --transport grpc: the name the service's certificate must carry (empty: the host of --inference-addr)")
+	fs.StringVar(&c.NATSUser, "nats-user", "", "with --transport nats: NATS user name (with --nats-password)")
+	fs.Func("nats-password", "with --transport nats: NATS password (prefer TANDEM_NATS_PASSWORD to the command line)", func(v string) error {
+		c.NATSPassword = redact.Secret(v)
+		return nil
+	})
+	fs.StringVar(&c.NATSCreds, "nats-creds", "", "with --transport nats: `file`: NATS user credentials (.creds: JWT and nkey seed)")
+	fs.StringVar(&c.NATSNKey, "nats-nkey", "", "with --transport nats: `file`: NATS user nkey seed")
+	fs.StringVar(&c.NATSTLSCA, "nats-tls-ca", "", "with --transport nats: `file` of PEM CA certificates for the NATS server's; any --nats-tls-* turns TLS on")
+	fs.StringVar(&c.NATSTLSCert, "nats-tls-cert", "", "with --transport nats: `file`: PEM client certificate for NATS (with --nats-tls-key)")
+	fs.StringVar(&c.NATSTLSKey, "nats-tls-key", "", "with --transport nats: `file`: the PEM key of --nats-tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "`file`: PEM CA certificates; when set, clients must present a certificate it signed (mTLS)")
 	fs.TextVar(&c.LogLevel, "log-level", DefaultLogLevel, "`level`: debug, info, warn or error; requests are logged at debug, failed ones at info")
 	fs.StringVar(&c.RoutingFile, "routing", "", "`file` of per-model routing settings (TOML; request coalescing, see edge-go/routing.toml); empty: none")
 
@@ -135,6 +205,17 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// APIKeyList is --api-keys split on commas, blanks dropped.
+func (c Config) APIKeyList() []string {
+	var keys []string
+	for k := range strings.SplitSeq(c.APIKeys.Reveal(), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // EnvName is the environment variable that stands in for a flag.
@@ -190,6 +271,34 @@ func (c Config) validate() error {
 	if c.MaxMessageBytes <= 0 {
 		errs = append(errs, fmt.Errorf("--max-message-bytes %d: must be positive", c.MaxMessageBytes))
 	}
+	if c.MaxHeaderBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--max-header-bytes %d: must be positive", c.MaxHeaderBytes))
+	}
+	if c.GRPCMaxConcurrentStreams == 0 {
+		errs = append(errs, errors.New("--grpc-max-concurrent-streams 0: must be positive"))
+	}
+	for _, n := range []struct {
+		flag  string
+		value float64
+	}{
+		{"--rate-limit", c.RateLimit},
+		{"--rate-burst", float64(c.RateBurst)},
+		{"--max-in-flight", float64(c.MaxInFlight)},
+		{"--max-connections", float64(c.MaxConnections)},
+	} {
+		if n.value < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must not be negative", n.flag, n.value))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both or neither"))
+	}
+	if (c.InferenceTLSCert == "") != (c.InferenceTLSKey == "") {
+		errs = append(errs, errors.New("--inference-tls-cert and --inference-tls-key go together: give both or neither"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked over TLS"))
+	}
 	for _, d := range []struct {
 		flag  string
 		value time.Duration
@@ -199,6 +308,7 @@ func (c Config) validate() error {
 		{"--write-timeout", c.WriteTimeout},
 		{"--idle-timeout", c.IdleTimeout},
 		{"--shutdown-timeout", c.ShutdownTimeout},
+		{"--drain-delay", c.DrainDelay},
 	} {
 		if d.value < 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must not be negative", d.flag, d.value))

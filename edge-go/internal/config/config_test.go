@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"github.com/tandem-ml/tandem/edge-go/internal/testkit"
 	"io"
 	"log/slog"
@@ -15,9 +16,9 @@ var env = testkit.Env
 
 func TestLoad(t *testing.T) {
 	defaults := Config{
-		HTTPAddr:          ":8000",
-		GRPCAddr:          ":8001",
-		AdminAddr:         ":9000",
+		HTTPAddr:          "127.0.0.1:8000",
+		GRPCAddr:          "127.0.0.1:8001",
+		AdminAddr:         "127.0.0.1:9000",
 		Transport:         "grpc",
 		InferenceAddr:     "127.0.0.1:50051",
 		NATSSubjectPrefix: "oip.v2",
@@ -32,6 +33,12 @@ func TestLoad(t *testing.T) {
 		IdleTimeout:       120 * time.Second,
 		ShutdownTimeout:   20 * time.Second,
 		LogLevel:          slog.LevelInfo,
+		DrainDelay:        3 * time.Second,
+		MaxInFlight:       256,
+		MaxConnections:    1024,
+		MaxHeaderBytes:    64 << 10,
+
+		GRPCMaxConcurrentStreams: 256,
 	}
 	with := func(change func(*Config)) Config {
 		c := defaults
@@ -69,6 +76,12 @@ func TestLoad(t *testing.T) {
 			with(func(c *Config) { c.Timeout, c.WriteTimeout = 30*time.Second, 50*time.Second })},
 		{"but not a shorter one", []string{"--timeout", "2s"}, nil,
 			with(func(c *Config) { c.Timeout = 2 * time.Second })},
+		{"edge security", []string{"--api-keys", "k1, k2", "--rate-limit", "50", "--rate-burst", "5", "--pprof", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem"},
+			map[string]string{"TANDEM_API_KEYS_FILE": "/keys", "TANDEM_MAX_IN_FLIGHT": "0", "TANDEM_DRAIN_DELAY": "0s"},
+			with(func(c *Config) {
+				c.APIKeys, c.APIKeysFile, c.RateLimit, c.RateBurst, c.PProf = "k1, k2", "/keys", 50, 5, true
+				c.TLSCert, c.TLSKey, c.TLSClientCA, c.MaxInFlight, c.DrainDelay = "c.pem", "k.pem", "ca.pem", 0, 0
+			})},
 		{"zero HTTP timeouts mean none", []string{"--write-timeout", "0", "--read-timeout", "0s", "--idle-timeout", "0"}, nil,
 			with(func(c *Config) { c.WriteTimeout, c.ReadTimeout, c.IdleTimeout = 0, 0, 0 })},
 	}
@@ -107,6 +120,11 @@ func TestLoadErrors(t *testing.T) {
 		{"write timeout below timeout", []string{"--timeout", "40s", "--write-timeout", "30s"}, nil, "--write-timeout 30s: must exceed --timeout 40s, or be 0"},
 		{"bad log level", []string{"--log-level", "loud"}, nil, `invalid value "loud" for flag -log-level`},
 		{"empty address", []string{"--inference-addr", ""}, nil, "--inference-addr is empty"},
+		{"cert without key", []string{"--tls-cert", "c.pem"}, nil, "--tls-cert and --tls-key go together"},
+		{"client CA without TLS", []string{"--tls-client-ca", "ca.pem"}, nil, "--tls-client-ca needs --tls-cert"},
+		{"negative rate", []string{"--rate-limit", "-1"}, nil, "--rate-limit -1: must not be negative"},
+		{"negative drain delay", []string{"--drain-delay", "-1s"}, nil, "--drain-delay -1s: must not be negative"},
+		{"zero streams", []string{"--grpc-max-concurrent-streams", "0"}, nil, "--grpc-max-concurrent-streams 0: must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,9 +145,35 @@ func TestHelpNamesEveryEnvironmentVariable(t *testing.T) {
 	for _, name := range []string{"TANDEM_HTTP_ADDR", "TANDEM_TRANSPORT", "TANDEM_INFERENCE_ADDR", "TANDEM_TIMEOUT",
 		"TANDEM_MAX_BODY_BYTES", "TANDEM_MAX_MESSAGE_BYTES", "TANDEM_READ_HEADER_TIMEOUT", "TANDEM_READ_TIMEOUT",
 		"TANDEM_WRITE_TIMEOUT", "TANDEM_IDLE_TIMEOUT", "TANDEM_SHUTDOWN_TIMEOUT", "TANDEM_LOG_LEVEL",
-		"TANDEM_GRPC_ADDR", "TANDEM_NATS_URL", "TANDEM_NATS_SUBJECT_PREFIX", "TANDEM_NATS_LISTEN", "TANDEM_NATS_MONITOR_ADDR"} {
+		"TANDEM_GRPC_ADDR", "TANDEM_NATS_URL", "TANDEM_NATS_SUBJECT_PREFIX", "TANDEM_NATS_LISTEN", "TANDEM_NATS_MONITOR_ADDR",
+		"TANDEM_PPROF", "TANDEM_API_KEYS", "TANDEM_API_KEYS_FILE", "TANDEM_RATE_LIMIT",
+		"TANDEM_RATE_BURST", "TANDEM_MAX_IN_FLIGHT", "TANDEM_DRAIN_DELAY", "TANDEM_TLS_CERT", "TANDEM_TLS_KEY", "TANDEM_TLS_CLIENT_CA",
+		"TANDEM_MAX_CONNECTIONS", "TANDEM_MAX_HEADER_BYTES", "TANDEM_GRPC_MAX_CONCURRENT_STREAMS",
+		"TANDEM_INFERENCE_TLS_CA", "TANDEM_INFERENCE_TLS_CERT", "TANDEM_INFERENCE_TLS_KEY", "TANDEM_INFERENCE_TLS_SERVER_NAME",
+		"TANDEM_NATS_USER", "TANDEM_NATS_PASSWORD", "TANDEM_NATS_CREDS", "TANDEM_NATS_NKEY",
+		"TANDEM_NATS_TLS_CA", "TANDEM_NATS_TLS_CERT", "TANDEM_NATS_TLS_KEY"} {
 		if !strings.Contains(out.String(), "(env "+name+")") {
 			t.Errorf("usage does not mention %s:\n%s", name, out.String())
 		}
+	}
+}
+
+// An API key given by flag or environment never shows in --help, nor in
+// the settings as they are printed.
+func TestAPIKeysStaySecret(t *testing.T) {
+	var out strings.Builder
+	_, _ = Load([]string{"-h"}, env(map[string]string{"TANDEM_API_KEYS": "s3cret-key"}), &out)
+	if strings.Contains(out.String(), "s3cret-key") {
+		t.Errorf("--help shows the key:\n%s", out.String())
+	}
+	c, err := Load([]string{"--api-keys", "s3cret-key,other", "--nats-password", "s3cret-pw"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprintf("%v %+v", c, c); strings.Contains(s, "s3cret") {
+		t.Errorf("the settings print the key: %s", s)
+	}
+	if got := c.APIKeyList(); len(got) != 2 || got[0] != "s3cret-key" {
+		t.Errorf("APIKeyList = %q", got)
 	}
 }

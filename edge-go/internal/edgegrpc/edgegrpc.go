@@ -18,12 +18,15 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/auth"
 	"github.com/tandem-ml/tandem/edge-go/internal/edge"
 	"github.com/tandem-ml/tandem/edge-go/internal/graceful"
+	"github.com/tandem-ml/tandem/edge-go/internal/limit"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
 	"github.com/tandem-ml/tandem/edge-go/internal/servertiming"
@@ -46,8 +49,18 @@ type Config struct {
 	// MaxRecvBytes bounds a request message; a larger one is refused with
 	// RESOURCE_EXHAUSTED before it is read. MaxSendBytes bounds a response.
 	MaxRecvBytes, MaxSendBytes int
-	// Metrics counts the OIP calls (health checks aside); nil: none.
+	// Metrics counts the OIP calls (health checks aside) and every
+	// refusal; nil: none.
 	Metrics *metrics.Metrics
+	// Keys are the API keys clients must present; nil or empty: none.
+	Keys *auth.Keys
+	// Rate limits each client's calls (per key, or per IP without keys);
+	// nil: no limit.
+	Rate *limit.Rate
+	// Draining reports that the gateway is shutting down: ServerReady is
+	// then not ready (and Drain has set the health service NOT_SERVING)
+	// while calls are still served. nil: never.
+	Draining func() bool
 	// ServerOptions are added to the server's, such as the telemetry's (a
 	// SERVER span per OIP call).
 	ServerOptions []grpc.ServerOption
@@ -71,18 +84,29 @@ func New(cfg Config) *Server {
 		grpc.ChainUnaryInterceptor(
 			observeCalls(edge.Observer{Log: cfg.Logger, Metrics: cfg.Metrics}),
 			recoverPanics(cfg.Logger),
+			cfg.Keys.UnaryServerInterceptor(auth.GRPCConfig{
+				ModelOf: modelOf,
+				Refused: func(_ context.Context, model string, o auth.Outcome) { cfg.Metrics.Refused(model, o.String()) },
+			}),
+			rateLimit(cfg.Rate, cfg.Metrics),
 			withDeadline(cfg.Timeout),
 		),
+		grpc.ChainStreamInterceptor(cfg.Keys.StreamServerInterceptor(auth.GRPCConfig{})),
 	)...)
 	pb.RegisterGRPCInferenceServiceServer(srv, &service{
-		tr:   transport.NewClient(cfg.Transport),
-		meta: &pb.ServerMetadataResponse{Name: cfg.Name, Version: cfg.Version, Extensions: cfg.Extensions},
+		tr:       transport.NewClient(cfg.Transport),
+		meta:     &pb.ServerMetadataResponse{Name: cfg.Name, Version: cfg.Version, Extensions: cfg.Extensions},
+		draining: cfg.Draining,
 	})
 	hs := health.NewServer() // SERVING for "" until Shutdown
 	hs.SetServingStatus(pb.GRPCInferenceService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
 	return &Server{grpc: srv, health: hs, log: cfg.Logger}
 }
+
+// Drain reports NOT_SERVING on the health service at once, while calls
+// are still served: the first step of a shutdown.
+func (s *Server) Drain() { s.health.Shutdown() }
 
 // Serve serves on ln until Shutdown or Close (graceful.Serve runs it).
 func (s *Server) Serve(ln net.Listener) error { return graceful.GRPC(s.grpc).Serve(ln) }
@@ -101,8 +125,9 @@ func (s *Server) Close() error { return graceful.GRPC(s.grpc).Close() }
 // service implements the six OIP RPCs.
 type service struct {
 	pb.UnimplementedGRPCInferenceServiceServer
-	tr   transport.Client
-	meta *pb.ServerMetadataResponse
+	tr       transport.Client
+	meta     *pb.ServerMetadataResponse
+	draining func() bool
 }
 
 // ServerLive answers for the gateway process alone, as GET /v2/health/live
@@ -111,8 +136,12 @@ func (s *service) ServerLive(context.Context, *pb.ServerLiveRequest) (*pb.Server
 	return &pb.ServerLiveResponse{Live: true}, nil
 }
 
-// ServerReady answers for the whole path: ready when a worker is.
+// ServerReady answers for the whole path: ready when a worker is, and
+// not while the gateway drains.
 func (s *service) ServerReady(ctx context.Context, req *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
+	if s.draining != nil && s.draining() {
+		return &pb.ServerReadyResponse{Ready: false}, nil
+	}
 	return forward(ctx, s.tr.ServerReady, req)
 }
 
@@ -176,10 +205,7 @@ func observeCalls(o edge.Observer) grpc.UnaryServerInterceptor {
 		start := o.Begin()
 		resp, err := handler(context.WithValue(ctx, startKey{}, start), req)
 		st := status.Convert(err)
-		model := ""
-		if m, ok := req.(proto.Message); ok {
-			model = transport.ModelOf(m)
-		}
+		model := modelOf(req)
 		o.End(ctx, start, edge.Call{
 			Msg: "rpc",
 			Attrs: []slog.Attr{
@@ -223,6 +249,39 @@ func withDeadline(timeout time.Duration) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ctx, cancel := edge.WithTimeout(ctx, timeout, 0)
 		defer cancel()
+		return handler(ctx, req)
+	}
+}
+
+// modelOf is the model an OIP request names, "" for the server's calls.
+func modelOf(req any) string {
+	if m, ok := req.(proto.Message); ok {
+		return transport.ModelOf(m)
+	}
+	return ""
+}
+
+// rateLimit refuses, with RESOURCE_EXHAUSTED and a retry delay, a client
+// over its rate: per API key when the call carries one (auth.KeyID), else
+// per client IP. Health checks are never limited.
+func rateLimit(rl *limit.Rate, m *metrics.Metrics) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if !rl.Enabled() || auth.OpenGRPCHealth(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		client, ok := auth.KeyID(ctx)
+		if !ok {
+			if p, found := peer.FromContext(ctx); found {
+				client = p.Addr.String()
+				if host, _, err := net.SplitHostPort(client); err == nil {
+					client = host
+				}
+			}
+		}
+		if err := rl.Err(client); err != nil {
+			m.Refused(modelOf(req), limit.ReasonRateLimited)
+			return nil, err
+		}
 		return handler(ctx, req)
 	}
 }

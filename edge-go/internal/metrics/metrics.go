@@ -4,6 +4,7 @@
 //	tandem_gateway_request_duration_seconds{model,transport} (histogram, trace_id exemplars)
 //	tandem_gateway_in_flight_requests
 //	tandem_gateway_hop_errors_total{transport,kind}
+//	tandem_gateway_refused_total{model,reason}
 //
 // transport is the hop (grpc or nats); code is the HTTP status of a REST
 // request or the gRPC code name (OK, INVALID_ARGUMENT, ...) of an edge gRPC
@@ -14,6 +15,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +44,7 @@ type Metrics struct {
 	duration  *prometheus.HistogramVec
 	inFlight  prometheus.Gauge
 	hopErrors *prometheus.CounterVec
+	refused   *prometheus.CounterVec
 	transport string
 
 	mu     sync.Mutex
@@ -55,6 +58,7 @@ type modelSeries struct {
 	duration prometheus.Observer
 	requests *prometheus.CounterVec // curried with model and transport
 	codes    sync.Map               // code -> prometheus.Counter
+	refused  *prometheus.CounterVec // curried with model
 }
 
 // New registers the metrics for a gateway whose hop is transport (grpc,
@@ -80,8 +84,12 @@ func New(transport string) *Metrics {
 			Name: "tandem_gateway_hop_errors_total",
 			Help: "Failed attempts on the hop to the inference service, by transport and kind (unavailable, deadline, too_large, no_responders, attempt_timeout, overloaded, canceled, internal).",
 		}, []string{"transport", "kind"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_gateway_refused_total",
+			Help: "Requests refused at once by the gateway, by model and reason (overloaded, rate_limited, deadline, unauthenticated, forbidden, draining).",
+		}, []string{"model", "reason"}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.inFlight, m.hopErrors,
+	m.registry.MustRegister(m.requests, m.duration, m.inFlight, m.hopErrors, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -151,6 +159,13 @@ func (m *Metrics) HopError(kind string) {
 	}
 }
 
+// Refused counts a request refused at once for reason.
+func (m *Metrics) Refused(model, reason string) {
+	if m != nil {
+		m.series(model).refused.WithLabelValues(reason).Inc()
+	}
+}
+
 func (m *Metrics) series(model string) *modelSeries {
 	if s, ok := m.models.Load(model); ok {
 		return s.(*modelSeries)
@@ -160,6 +175,9 @@ func (m *Metrics) series(model string) *modelSeries {
 	if m.count >= MaxModels {
 		model = OtherModel
 	}
+	// A label must be UTF-8 (the client wrote the name; Prometheus panics
+	// on anything else): the bytes that are not become U+FFFD.
+	model = strings.ToValidUTF8(model, "\uFFFD")
 	if s, ok := m.models.Load(model); ok {
 		return s.(*modelSeries)
 	}
@@ -167,6 +185,7 @@ func (m *Metrics) series(model string) *modelSeries {
 	s := &modelSeries{
 		duration: m.duration.With(labels),
 		requests: m.requests.MustCurryWith(labels),
+		refused:  m.refused.MustCurryWith(prometheus.Labels{"model": model}),
 	}
 	m.models.Store(model, s)
 	m.count++

@@ -96,3 +96,20 @@ func TestGRPCCode(t *testing.T) {
 		}
 	}
 }
+
+// A model name that is not UTF-8 (the client's bytes) is counted under its
+// valid form rather than panicking in the label code, once.
+func TestInvalidUTF8Model(t *testing.T) {
+	m := New("grpc")
+	for range 3 {
+		m.Begin()
+		m.End(t.Context(), "\xff\xfe", "400", time.Millisecond)
+		m.Refused("\xff", "overloaded")
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("\uFFFD", "grpc", "400")); got != 3 {
+		t.Errorf("requests{model=U+FFFD} = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.refused.WithLabelValues("\uFFFD", "overloaded")); got != 3 {
+		t.Errorf("refused{model=U+FFFD} = %v, want 3", got)
+	}
+}

@@ -1,10 +1,15 @@
 package rest
 
 import (
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"unicode/utf8"
 
+	"github.com/tandem-ml/tandem/edge-go/internal/auth"
 	"github.com/tandem-ml/tandem/edge-go/internal/edge"
+	"github.com/tandem-ml/tandem/edge-go/internal/limit"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 )
 
@@ -21,8 +26,7 @@ func logRequests(o edge.Observer, next http.Handler) http.Handler {
 				slog.String("path", r.URL.Path),
 				slog.Int("status", rec.status),
 			},
-			// The mux filled the path values in on this same request.
-			Model:  r.PathValue("model"),
+			Model:  rec.model,
 			Code:   metrics.HTTPCode(rec.status),
 			Failed: rec.status >= http.StatusBadRequest,
 			Err:    rec.errMsg,
@@ -58,7 +62,8 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	errMsg string
-	wrote  bool // the status line is out
+	model  string // the route's, once routed
+	wrote  bool   // the status line is out
 }
 
 func (r *recorder) WriteHeader(status int) {
@@ -74,10 +79,54 @@ func (r *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// noteModel records the model a routed request named, for the log line.
+func noteModel(w http.ResponseWriter, model string) {
+	if rec, ok := w.(*recorder); ok {
+		rec.model = model
+	}
+}
+
 // noteStatus records an error answer for the log line, including one that is
 // never written (a client that left).
 func noteStatus(w http.ResponseWriter, status int, msg string) {
 	if rec, ok := w.(*recorder); ok {
 		rec.status, rec.errMsg = status, msg
 	}
+}
+
+// checkURL refuses a URL whose path is not UTF-8 (%ff in a model name):
+// no model can be named so, and the name would reach logs and labels.
+func checkURL(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !utf8.ValidString(r.URL.Path) {
+			writeJSONError(w, http.StatusBadRequest, fmt.Sprintf("the URL path %q is not valid UTF-8", r.URL.Path))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// rateLimit refuses, with 429 and Retry-After, a client over its rate:
+// per API key when the request carries one (auth.KeyID), else per client
+// IP. Health checks are never limited.
+func rateLimit(rl *limit.Rate, m *metrics.Metrics, next http.Handler) http.Handler {
+	if !rl.Enabled() {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if auth.OpenHealth(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		client, ok := auth.KeyID(r.Context())
+		if !ok {
+			client, _, _ = net.SplitHostPort(r.RemoteAddr)
+		}
+		if err := rl.Err(client); err != nil {
+			m.Refused(auth.ModelFromPath(r.URL.Path), limit.ReasonRateLimited)
+			writeError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

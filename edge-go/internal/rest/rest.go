@@ -8,16 +8,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/auth"
 	"github.com/tandem-ml/tandem/edge-go/internal/edge"
+	"github.com/tandem-ml/tandem/edge-go/internal/limit"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiperr"
 	"github.com/tandem-ml/tandem/edge-go/internal/restcodec"
@@ -51,8 +55,16 @@ type Config struct {
 	// service; a request that would exceed it gets 413 rather than reaching
 	// a service that would refuse it.
 	MaxMessageBytes int
-	// Metrics counts every request; nil: none.
+	// Metrics counts every request and every refusal; nil: none.
 	Metrics *metrics.Metrics
+	// Keys are the API keys clients must present; nil or empty: none.
+	Keys *auth.Keys
+	// Rate limits each client's requests (per key, or per IP without
+	// keys); nil: no limit.
+	Rate *limit.Rate
+	// Draining reports that the gateway is shutting down: readiness is
+	// then 503 while requests are still served. nil: never.
+	Draining func() bool
 }
 
 // Handler serves the OIP REST API.
@@ -81,9 +93,17 @@ func New(cfg Config) (*Handler, error) {
 		h.mux.HandleFunc("GET "+model+"/ready", h.modelReady)
 		h.mux.HandleFunc("POST "+model+"/infer", h.infer)
 	}
-	// Outermost first: the log line and count see what recovery answered.
+	// Outermost first: the log line and count see what recovery answered,
+	// and a request is checked (URL, key, rate) before it is routed.
 	h.logged = logRequests(edge.Observer{Log: cfg.Logger, Metrics: cfg.Metrics},
-		recoverPanics(cfg.Logger, http.HandlerFunc(h.route)))
+		recoverPanics(cfg.Logger,
+			checkURL(
+				cfg.Keys.HTTP(
+					rateLimit(cfg.Rate, cfg.Metrics, http.HandlerFunc(h.route)),
+					auth.HTTPConfig{
+						Refused:    func(_ *http.Request, model string, o auth.Outcome) { cfg.Metrics.Refused(model, o.String()) },
+						WriteError: writeError,
+					}))))
 	return h, nil
 }
 
@@ -95,6 +115,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // too, so that every error a client sees has the same shape.
 func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 	if _, pattern := h.mux.Handler(r); pattern != "" {
+		// The mux fills the path values in on r: the log line's model.
+		defer func() { noteModel(w, r.PathValue("model")) }()
 		h.mux.ServeHTTP(w, r)
 		return
 	}
@@ -121,7 +143,15 @@ func (h *Handler) live(w http.ResponseWriter, _ *http.Request) {
 
 // ready answers for the whole path: the gateway is ready when the service is.
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := h.callContext(r, 0)
+	if h.cfg.Draining != nil && h.cfg.Draining() {
+		writeJSONError(w, http.StatusServiceUnavailable, "the gateway is shutting down")
+		return
+	}
+	ctx, cancel, err := h.callContext(r, 0)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	defer cancel()
 	resp, err := h.tr.ServerReady(ctx, &pb.ServerReadyRequest{})
 	if err != nil {
@@ -136,7 +166,11 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) modelMetadata(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := h.callContext(r, 0)
+	ctx, cancel, err := h.callContext(r, 0)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	defer cancel()
 	resp, err := h.tr.ModelMetadata(ctx, &pb.ModelMetadataRequest{
 		Name: r.PathValue("model"), Version: r.PathValue("version"),
@@ -155,7 +189,11 @@ func (h *Handler) modelMetadata(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) modelReady(w http.ResponseWriter, r *http.Request) {
 	model, version := r.PathValue("model"), r.PathValue("version")
-	ctx, cancel := h.callContext(r, 0)
+	ctx, cancel, err := h.callContext(r, 0)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	defer cancel()
 	resp, err := h.tr.ModelReady(ctx, &pb.ModelReadyRequest{Name: model, Version: version})
 	if err != nil {
@@ -189,12 +227,21 @@ func (h *Handler) infer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.ModelName, req.ModelVersion = r.PathValue("model"), r.PathValue("version")
+	budget, err := timeoutParameter(req)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	if size := proto.Size(req); size > h.cfg.MaxMessageBytes {
 		writeError(w, r, fmt.Errorf("%w: its tensors take %d bytes, more than the %d the inference service accepts",
 			transport.ErrTooLarge, size, h.cfg.MaxMessageBytes))
 		return
 	}
-	ctx, cancel := h.callContext(r, 0)
+	ctx, cancel, err := h.callContext(r, budget)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	defer cancel()
 	resp, timing, err := edge.Infer(ctx, h.tr, start, req)
 	if err != nil {
@@ -217,8 +264,68 @@ func (h *Handler) infer(w http.ResponseWriter, r *http.Request) {
 
 // callContext is the context of a request's call to the inference service:
 // its deadline is set here, once (edge.WithTimeout), and only read below.
-func (h *Handler) callContext(r *http.Request, client time.Duration) (context.Context, context.CancelFunc) {
-	return edge.WithTimeout(r.Context(), h.cfg.Timeout, client)
+// It is the earliest of --timeout, the Request-Timeout header and param
+// (the infer request's timeout parameter; 0: none).
+func (h *Handler) callContext(r *http.Request, param time.Duration) (context.Context, context.CancelFunc, error) {
+	budget, err := requestTimeout(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if param > 0 && (budget == 0 || param < budget) {
+		budget = param
+	}
+	ctx, cancel := edge.WithTimeout(r.Context(), h.cfg.Timeout, budget)
+	return ctx, cancel, nil
+}
+
+// headerRequestTimeout is the client's budget in seconds (decimal, "0.25").
+const headerRequestTimeout = "Request-Timeout"
+
+// maxClientBudget bounds what a client may ask for, so that the seconds
+// convert to a time.Duration; --timeout bounds it further.
+const maxClientBudget = 24 * time.Hour
+
+// requestTimeout reads the Request-Timeout header; 0 when absent.
+func requestTimeout(r *http.Request) (time.Duration, error) {
+	v := r.Header.Get(headerRequestTimeout)
+	if v == "" {
+		return 0, nil
+	}
+	secs, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || !(secs > 0) || secs > maxClientBudget.Seconds() {
+		return 0, status.Errorf(codes.InvalidArgument,
+			"header %s %q: want a positive number of seconds, such as 0.25", headerRequestTimeout, v)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// paramTimeout is the OIP request parameter of a client's budget, in
+// microseconds, as Triton reads it.
+const paramTimeout = "timeout"
+
+// timeoutParameter takes the timeout parameter out of req (it is the
+// gateway's to apply, and a request with parameters is never coalesced)
+// and returns it; 0 when absent.
+func timeoutParameter(req *pb.ModelInferRequest) (time.Duration, error) {
+	p, ok := req.GetParameters()[paramTimeout]
+	if !ok {
+		return 0, nil
+	}
+	delete(req.Parameters, paramTimeout)
+	var us int64
+	switch v := p.GetParameterChoice().(type) {
+	case *pb.InferParameter_Int64Param:
+		us = v.Int64Param
+	case *pb.InferParameter_Uint64Param:
+		us = int64(min(v.Uint64Param, uint64(maxClientBudget/time.Microsecond)))
+	default:
+		us = -1
+	}
+	if us <= 0 || us > int64(maxClientBudget/time.Microsecond) {
+		return 0, status.Errorf(codes.InvalidArgument,
+			"parameter %q: want a positive whole number of microseconds, such as 250000", paramTimeout)
+	}
+	return time.Duration(us) * time.Microsecond, nil
 }
 
 func rawSize(resp *pb.ModelInferResponse) int {
@@ -230,26 +337,27 @@ func rawSize(resp *pb.ModelInferResponse) int {
 }
 
 // readBody reads the whole request body, refusing one over limit: at once
-// when Content-Length says so, else as soon as the limit is passed.
+// when Content-Length says so, else as soon as the limit is passed. The
+// buffer grows as bytes arrive; it is never sized from what the client
+// claims, so a client that claims megabytes and sends one byte costs
+// little more than that byte.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
-	if r.ContentLength < 0 {
-		b, err := io.ReadAll(body)
-		if err != nil {
-			return nil, fmt.Errorf("read request body: %w", err)
-		}
-		return b, nil
+	var b bytes.Buffer
+	if r.ContentLength > 0 {
+		b.Grow(int(min(r.ContentLength, initialBodyBytes)))
 	}
-	// The length is known and within the limit: one allocation, no regrowth.
-	b := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(body, b); err != nil {
+	if _, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		return nil, fmt.Errorf("read request body: %w", err)
 	}
-	return b, nil
+	return b.Bytes(), nil
 }
+
+// initialBodyBytes is the most a body's buffer starts with, before any
+// bytes arrive: a typical request fits, and a lying client gets no more.
+const initialBodyBytes = 16 << 10
 
 // writeError answers with the status and message oiperr maps err to. A
 // client that went away gets nothing, but its request is logged as 499.

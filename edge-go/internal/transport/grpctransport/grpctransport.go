@@ -4,12 +4,14 @@ package grpctransport
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
@@ -40,6 +42,9 @@ const (
 type Config struct {
 	// Addr is the service's gRPC target, host:port or any grpc-go target URI.
 	Addr string
+	// TLS, when set, secures the hop (mTLS when it holds a certificate);
+	// nil: plain TCP, for a loopback or private hop.
+	TLS *tls.Config
 	// MaxMessageBytes is the largest message sent or received; the service
 	// must accept at least as much.
 	MaxMessageBytes int
@@ -60,9 +65,12 @@ var _ transport.Invoker = (*Transport)(nil)
 // New creates the client connection. It performs no I/O: the connection is
 // made on the first call and remade after the service restarts.
 func New(cfg Config) (*Transport, error) {
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
 	opts := append([]grpc.DialOption{
-		// The hop is loopback or a private network; TLS belongs to the edge.
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
 				BaseDelay:  100 * time.Millisecond,

@@ -9,13 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
 	"github.com/tandem-ml/tandem/edge-go/internal/testkit"
+	"github.com/tandem-ml/tandem/edge-go/internal/tlsconf"
+	"github.com/tandem-ml/tandem/edge-go/internal/tlsconf/tlstest"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
@@ -240,4 +244,42 @@ func TestReconnectsAfterRestart(t *testing.T) {
 		_, err := tr.ServerReady(ctx, &pb.ServerReadyRequest{})
 		return err == nil
 	})
+}
+
+// With TLS the hop takes a service whose certificate chains to the CA, and
+// presents the gateway's certificate to one that asks (mTLS).
+func TestMutualTLS(t *testing.T) {
+	p, other := tlstest.New(t), tlstest.New(t)
+	serverTLS, err := tlsconf.Server(p.ServerCert, p.ServerKey, p.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := oiptest.Start(t, "127.0.0.1:0", &transporttest.Double{}, grpc.Creds(credentials.NewTLS(serverTLS)))
+	tests := []struct {
+		name string
+		pki  *tlstest.PKI // the client certificate's
+		ca   string
+		ok   bool
+	}{
+		{"client certificate of the CA", p, p.CA, true},
+		{"client certificate of another CA", other, p.CA, false},
+		{"server of another CA", p, other.CA, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clientTLS, err := tlsconf.Client(tt.ca, tt.pki.ClientCert, tt.pki.ClientKey, tlstest.ServerName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := New(Config{Addr: srv.Addr, TLS: clientTLS, MaxMessageBytes: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			_, err = transport.NewClient(tr).ServerReady(t.Context(), &pb.ServerReadyRequest{})
+			if (err == nil) != tt.ok {
+				t.Errorf("ServerReady: %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
 }
