@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 
 	"github.com/tandem-ml/tandem/edge-go/internal/config"
@@ -67,10 +66,10 @@ func natsAuth(cfg config.Config) natsauth.Config {
 }
 
 // credentialsHint names the flags to check when the server refused the
-// gateway's credentials, which nats.go reports without saying whose.
+// gateway, which nats.go reports without saying whose settings are at fault.
 func credentialsHint(err error) error {
-	if errors.Is(err, nats.ErrAuthorization) {
-		return fmt.Errorf("%w: check the gateway's credentials (--nats-user and --nats-password, --nats-creds, --nats-nkey, or user:pass@ in --nats-url)", err)
+	if errors.Is(err, natstransport.ErrRefused) {
+		return fmt.Errorf("%w; check the gateway's credentials (--nats-user and --nats-password, --nats-creds, --nats-nkey, or user:pass@ in --nats-url) and --nats-tls-*", err)
 	}
 	return err
 }
@@ -98,6 +97,7 @@ func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, e
 		return tr, nil
 	}
 	ns, err := natsserver.Start(natsserver.Config{
+		ConfigFile:  cfg.NATSServerConfig,
 		Listen:      cfg.NATSListen,
 		MonitorAddr: cfg.NATSMonitorAddr,
 		// Requests the gateway would send over gRPC fit over NATS too, up
@@ -105,6 +105,9 @@ func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, e
 		MaxPayload: min(cfg.MaxMessageBytes, natsserver.MaxPayloadLimit),
 		Logger:     log,
 	})
+	if errors.Is(err, natsserver.ErrOpenListener) {
+		return nil, fmt.Errorf("%w: give --nats-server-config a nats-server config with authorization (users or accounts, no no_auth_user), or keep --nats-listen on loopback", err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +122,8 @@ func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, e
 		monitor = addr.String()
 	}
 	log.Info("forwarding over NATS through an embedded nats-server; workers connect to nats_url",
-		"nats_url", ns.ClientURL(), "nats_monitor_addr", monitor, "subject_prefix", cfg.NATSSubjectPrefix)
+		"nats_url", ns.ClientURL(), "nats_monitor_addr", monitor, "subject_prefix", cfg.NATSSubjectPrefix,
+		"nats_server_config", cfg.NATSServerConfig, "nats_user", cfg.NATSUser)
 	return &embeddedNATS{Invoker: tr, server: ns}, nil
 }
 

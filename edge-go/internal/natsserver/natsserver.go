@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 )
 
 // MaxPayloadLimit is the largest max_payload nats-server accepts without
@@ -26,8 +28,17 @@ const (
 	readyPoll    = 20 * time.Millisecond
 )
 
-// Config says where the server listens.
+// ErrOpenListener is why Start refuses a server that would listen beyond
+// loopback and let anyone in: anonymous clients could then read every
+// request and answer as a worker.
+var ErrOpenListener = errors.New("the embedded nats-server would listen beyond loopback without authentication")
+
+// Config says where the server listens and what it enforces.
 type Config struct {
+	// ConfigFile, when set, is a nats-server config file (authorization,
+	// accounts, permissions, tls, ...). Listen, MonitorAddr and MaxPayload
+	// below override what it says of the same.
+	ConfigFile string
 	// Listen is the host:port of the client listener; port 0 picks a free
 	// port.
 	Listen string
@@ -45,7 +56,9 @@ type Server struct {
 	*server.Server
 }
 
-// Start starts the server and waits until it accepts connections.
+// Start starts the server and waits until it accepts connections. It
+// refuses (ErrOpenListener) to listen beyond loopback unless the config
+// file makes clients authenticate (natsauth.RequiresAuth).
 func Start(cfg Config) (*Server, error) {
 	host, port, err := splitAddr(cfg.Listen)
 	if err != nil {
@@ -54,16 +67,25 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.MaxPayload <= 0 || cfg.MaxPayload > MaxPayloadLimit {
 		return nil, fmt.Errorf("nats max payload %d: must be between 1 and %d", cfg.MaxPayload, MaxPayloadLimit)
 	}
-	opts := &server.Options{
-		ServerName: "tandem-gateway",
-		Host:       host,
-		Port:       port,
-		MaxPayload: int32(cfg.MaxPayload),
-		// The gateway owns the signals and shuts the server down itself.
-		NoSigs: true,
+	opts := &server.Options{}
+	if cfg.ConfigFile != "" {
+		if opts, err = server.ProcessConfigFile(cfg.ConfigFile); err != nil {
+			return nil, fmt.Errorf("nats server config: %w", err)
+		}
 	}
+	if !loopback(host) && !natsauth.RequiresAuth(opts) {
+		return nil, fmt.Errorf("%w (listen %s)", ErrOpenListener, cfg.Listen)
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "tandem-gateway"
+	}
+	opts.Host, opts.Port = host, port
+	opts.MaxPayload = int32(cfg.MaxPayload)
 	// A payload up to the limit must fit in a client's pending buffer.
-	opts.MaxPending = max(server.MAX_PENDING_SIZE, 2*int64(cfg.MaxPayload))
+	opts.MaxPending = max(opts.MaxPending, server.MAX_PENDING_SIZE, 2*int64(cfg.MaxPayload))
+	// The gateway owns the signals and shuts the server down itself.
+	opts.NoSigs = true
+	opts.HTTPHost, opts.HTTPPort = "", 0
 	if cfg.MonitorAddr != "" {
 		if opts.HTTPHost, opts.HTTPPort, err = splitAddr(cfg.MonitorAddr); err != nil {
 			return nil, fmt.Errorf("nats monitor address: %w", err)
@@ -103,6 +125,17 @@ func Start(cfg Config) (*Server, error) {
 func (s *Server) Stop() {
 	s.Shutdown()
 	s.WaitForShutdown()
+}
+
+// loopback reports whether host (as splitAddr returns it) reaches this
+// machine only. A name other than localhost may resolve anywhere, and so
+// counts as beyond.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // splitAddr splits host:port; port 0 becomes nats-server's "any free port",

@@ -1,13 +1,19 @@
 package natsserver
 
 import (
+	"errors"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 )
 
 func TestSplitAddr(t *testing.T) {
@@ -79,5 +85,83 @@ func TestStartErrors(t *testing.T) {
 		if _, err := Start(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Start(%+v) = %v, want an error containing %q", tt.cfg, err, tt.want)
 		}
+	}
+}
+
+// writeConfig writes a nats-server config file into the test's directory.
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// A config file's authorization holds, the gateway's settings win over its
+// own listen, monitoring and max_payload, and with authorization the server
+// may listen beyond loopback.
+func TestConfigFile(t *testing.T) {
+	auth, err := natsauth.ServerConfig("oip.v2", map[string]string{"gateway": "g", "worker": "w", "observer": "o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := writeConfig(t, auth+"listen: 127.0.0.1:1\nhttp: 127.0.0.1:2\nmax_payload: 1MB\n")
+	ns, err := Start(Config{ConfigFile: file, Listen: "0.0.0.0:0", MaxPayload: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Stop()
+	if ns.MonitorAddr() != nil {
+		t.Errorf("monitoring on %v, want none (MonitorAddr is empty)", ns.MonitorAddr())
+	}
+	url := "nats://127.0.0.1:" + strconv.Itoa(ns.Addr().(*net.TCPAddr).Port)
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Error("an anonymous client connected")
+	}
+	nc, err := nats.Connect(url, nats.UserInfo("worker", "w"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if got := nc.MaxPayload(); got != 4096 {
+		t.Errorf("max payload %d, want 4096", got)
+	}
+}
+
+// Without authentication the server listens on loopback only.
+func TestOpenListener(t *testing.T) {
+	noAuth := writeConfig(t, "max_payload: 2048\n")
+	withNoAuthUser := writeConfig(t, `authorization { users = [ { user: a, password: b } ] }
+no_auth_user: a
+`)
+	tests := []struct {
+		name string
+		cfg  Config
+		open bool
+	}{
+		{"all interfaces", Config{Listen: ":0"}, true},
+		{"a name", Config{Listen: "gateway.example:0"}, true},
+		{"a config without authorization", Config{Listen: "0.0.0.0:0", ConfigFile: noAuth}, true},
+		{"a config that lets anyone in", Config{Listen: "0.0.0.0:0", ConfigFile: withNoAuthUser}, true},
+		{"localhost", Config{Listen: "localhost:0"}, false},
+		{"IPv6 loopback", Config{Listen: "[::1]:0"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.MaxPayload = 1024
+			ns, err := Start(tt.cfg)
+			if err == nil {
+				ns.Stop()
+			}
+			if got := errors.Is(err, ErrOpenListener); got != tt.open {
+				t.Errorf("Start: %v; want refused %v", err, tt.open)
+			}
+		})
+	}
+	if _, err := Start(Config{Listen: "127.0.0.1:0", ConfigFile: writeConfig(t, "authorization {"), MaxPayload: 1}); err == nil ||
+		!strings.Contains(err.Error(), "nats server config") {
+		t.Errorf("a broken config file: %v", err)
 	}
 }

@@ -140,7 +140,7 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Server != nil {
 		opts = append(opts, nats.InProcessServer(cfg.Server))
 	}
-	nc, err := connect(cfg.URL, opts)
+	nc, err := connect(cfg.URL, opts, cfg.Server != nil)
 	if err != nil {
 		return nil, fmt.Errorf("nats transport: connect to %s: %w", where, err)
 	}
@@ -153,14 +153,22 @@ func New(cfg Config) (*Transport, error) {
 	}, nil
 }
 
-// connect makes one attempt at once and fails on a refusal that trying
-// again cannot fix (refused returns true); on any other failure (the server
-// is not up yet, its name does not resolve yet) it returns a client that
-// keeps trying in the background.
-func connect(url string, opts []nats.Option) (*nats.Conn, error) {
+// ErrRefused marks a connection the server turned away: bad credentials or
+// TLS. Trying again cannot help, so New returns it at once.
+var ErrRefused = errors.New("the NATS server refused the gateway's connection")
+
+// connect makes one attempt at once and fails on a refusal (see refused);
+// on any other failure (the server is not up yet, its name does not
+// resolve yet) it returns a client that keeps trying in the background. A
+// server in this process is up, so its connection can only fail by being
+// refused; it closes the pipe before the client can read why.
+func connect(url string, opts []nats.Option, inProcess bool) (*nats.Conn, error) {
 	nc, err := nats.Connect(url, opts...)
-	if err == nil || refused(err) {
-		return nc, err
+	switch {
+	case err == nil:
+		return nc, nil
+	case inProcess, refused(err):
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	return nats.Connect(url, append(opts, nats.RetryOnFailedConnect(true))...)
 }
