@@ -82,6 +82,11 @@ func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, e
 		SubjectPrefix: cfg.NATSSubjectPrefix,
 		Auth:          natsAuth(cfg),
 		Logger:        log,
+		NoteCancel: func(err error) {
+			if err != nil { // the connection is down; the worker's deadline drops the request
+				log.Debug("nats cancel not published", "error", err)
+			}
+		},
 		// The trace context travels in lowercase headers (proto/README.md).
 		InjectHeaders: func(ctx context.Context, h natstransport.HeaderCarrier) {
 			otel.GetTextMapPropagator().Inject(ctx, h)

@@ -51,6 +51,9 @@ func StartWorker(t testing.TB, url, prefix string, handle func(m *nats.Msg) *nat
 	t.Cleanup(nc.Close)
 	w := &Worker{}
 	_, err = nc.QueueSubscribe(prefix+".>", QueueGroup, func(m *nats.Msg) {
+		if m.Subject == prefix+".cancel" {
+			return // not a request; a real worker has its own subscription
+		}
 		w.mu.Lock()
 		w.msgs = append(w.msgs, m)
 		w.mu.Unlock()

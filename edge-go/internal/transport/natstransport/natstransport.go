@@ -1,9 +1,11 @@
 // Package natstransport implements transport.Invoker over NATS
 // request/reply, as proto/README.md maps the OIP RPCs: one subject per RPC
 // (per model for the model RPCs), the serialized protobuf messages as
-// payloads, the caller's budget in the tandem-timeout header, and errors in
-// the Nats-Service-Error headers. Workers answer in a queue group, so any
-// number of them share the load with no change here.
+// payloads, the caller's budget in the tandem-timeout and tandem-deadline
+// headers, a tandem-request-id, and errors in the Nats-Service-Error
+// headers. Workers answer in a queue group, so any number of them share the
+// load with no change here. A request its caller gives up on is cancelled
+// on <prefix>.cancel, so that a worker drops it if it has not started it.
 package natstransport
 
 import (
@@ -35,6 +37,8 @@ import (
 // lowercase; the error headers follow the NATS services convention.
 const (
 	HeaderTimeout    = "tandem-timeout"
+	HeaderDeadline   = "tandem-deadline"
+	HeaderRequestID  = "tandem-request-id"
 	HeaderError      = "Nats-Service-Error"
 	HeaderErrorCode  = "Nats-Service-Error-Code"
 	reconnectWait    = 250 * time.Millisecond
@@ -63,6 +67,9 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Logger receives connection events: disconnects, reconnects, errors.
 	Logger *slog.Logger
+	// NoteCancel, when set, is told of every cancel published (err nil) or
+	// not (the connection refused it), for a counter.
+	NoteCancel func(err error)
 }
 
 // Transport is a transport.Invoker over one NATS connection.
@@ -72,6 +79,7 @@ type Transport struct {
 	subjects subjects
 	inject   func(context.Context, HeaderCarrier)
 	tracer   trace.Tracer
+	noted    func(error)
 }
 
 // instrumentationName names the tracer of the send spans.
@@ -149,6 +157,7 @@ func New(cfg Config) (*Transport, error) {
 		where:    where,
 		subjects: subjects{prefix: cfg.SubjectPrefix},
 		inject:   cfg.InjectHeaders,
+		noted:    cfg.NoteCancel,
 		tracer:   tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
 	}, nil
 }
@@ -263,7 +272,16 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 		// nats.go refuses it too: the edge always sets one.
 		return nil, status.Errorf(codes.Internal, "request on %s without a deadline", subject)
 	}
+	// Both the budget and the deadline: the worker takes the earlier of its
+	// receipt time + budget and the deadline, so neither clock skew nor
+	// time queued in NATS makes it work past what the gateway waits for.
 	msg.Header.Set(HeaderTimeout, budgetMillis(time.Until(deadline)))
+	msg.Header.Set(HeaderDeadline, strconv.FormatInt(deadline.UnixMilli(), 10))
+	id := transport.RequestID(ctx) // Retry's, the same on every attempt
+	if id == "" {
+		id = transport.NewRequestID()
+	}
+	msg.Header.Set(HeaderRequestID, id)
 	if t.inject != nil {
 		// ctx holds the send span: the worker's span is its child.
 		t.inject(ctx, HeaderCarrier(msg.Header))
@@ -276,6 +294,9 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 	}
 	reply, err := t.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			t.cancel(id)
+		}
 		return nil, t.explain(ctx, subject, model, err)
 	}
 	if code := reply.Header.Get(HeaderErrorCode); code != "" {
@@ -285,6 +306,17 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 		return nil, status.Errorf(codes.Internal, "inference worker sent a reply on %s that does not decode: %v", subject, err)
 	}
 	return resp, nil
+}
+
+// cancel tells the workers that nobody waits for request id any more: an
+// empty message on <prefix>.cancel, which every worker subscribes to. It is
+// best effort and does not wait: PublishMsg only buffers, and a worker that
+// has started the request finishes it anyway.
+func (t *Transport) cancel(id string) {
+	err := t.nc.PublishMsg(&nats.Msg{Subject: t.subjects.cancel(), Header: nats.Header{HeaderRequestID: {id}}})
+	if t.noted != nil {
+		t.noted(err)
+	}
 }
 
 // budgetMillis writes a budget in whole milliseconds, rounded up as gRPC

@@ -211,7 +211,14 @@ func TestRetryNoResponders(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
 	var w *natstest.Worker
 	first := &firstAttempt{after: func() { w = startWorker(t, ns.ClientURL(), echo(t)) }}
-	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), first.note, transport.Retry))
+	var id string // the request's, as Retry set it
+	noteID := func(next transport.Invoker) transport.Invoker {
+		return transport.Wrap(next, func(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+			id = transport.RequestID(ctx)
+			return next.Invoke(ctx, rpc, req)
+		})
+	}
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), first.note, noteID, transport.Retry))
 	resp, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits"})
 	if err != nil || resp.GetModelName() != "digits" {
 		t.Errorf("ModelInfer = %v, %v; want the second attempt's answer", resp, err)
@@ -220,7 +227,10 @@ func TestRetryNoResponders(t *testing.T) {
 		t.Errorf("first attempt: %v, want no responders, not sent", first.err)
 	}
 	if first.calls != 2 || len(w.Received()) != 1 {
-		t.Errorf("%d attempts, the worker got %d; want 2 and 1", first.calls, len(w.Received()))
+		t.Fatalf("%d attempts, the worker got %d; want 2 and 1", first.calls, len(w.Received()))
+	}
+	if got := w.Received()[0].Header.Get("tandem-request-id"); got != id || id == "" {
+		t.Errorf("the second attempt's tandem-request-id = %q, want the request's %q", got, id)
 	}
 }
 
@@ -271,7 +281,8 @@ func TestMaxPayload(t *testing.T) {
 }
 
 // Headers arrive with the keys as written, lowercase: tandem-timeout with
-// the budget in milliseconds and whatever InjectHeaders adds.
+// the budget in milliseconds, tandem-deadline, tandem-request-id and
+// whatever InjectHeaders adds.
 func TestHeaders(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
 	w := startWorker(t, ns.ClientURL(), echo(t))
@@ -298,6 +309,13 @@ func TestHeaders(t *testing.T) {
 	ms, err := strconv.Atoi(h.Get("tandem-timeout"))
 	if err != nil || ms <= 0 || ms > 5000 {
 		t.Errorf("tandem-timeout = %q, want milliseconds in (0, 5000]", h.Get("tandem-timeout"))
+	}
+	deadline, _ := ctx.Deadline()
+	if got, want := h.Get("tandem-deadline"), strconv.FormatInt(deadline.UnixMilli(), 10); got != want {
+		t.Errorf("tandem-deadline = %q, want the caller's deadline in Unix ms, %s", got, want)
+	}
+	if id := h.Get("tandem-request-id"); len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		t.Errorf("tandem-request-id = %q, want 32 hex digits", id)
 	}
 	for key := range h {
 		if key != strings.ToLower(key) {

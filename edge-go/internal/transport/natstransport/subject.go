@@ -15,6 +15,11 @@ func (s subjects) server(rpc string) string {
 	return s.prefix + ".server." + rpc
 }
 
+// cancel is the subject of cancels: "<prefix>.cancel".
+func (s subjects) cancel() string {
+	return s.prefix + ".cancel"
+}
+
 // model is the subject of a per-model RPC: "<prefix>.models.<model>.<rpc>".
 // A name that cannot be a subject token names no model a worker can serve.
 func (s subjects) model(model, rpc string) (string, error) {
