@@ -220,3 +220,16 @@ func TestAPIKeysOnBothEdges(t *testing.T) {
 		t.Errorf("gRPC infer with a key: %v", err)
 	}
 }
+
+// A listener on every interface is beyond loopback; 127.0.0.1 and ::1 are not.
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:8000": true, "[::1]:8000": true, "0.0.0.0:8000": false, "[::]:8000": false, "10.0.0.5:8000": false} {
+		tcp, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := loopback(tcp); got != want {
+			t.Errorf("loopback(%s) = %v, want %v", addr, got, want)
+		}
+	}
+}

@@ -96,6 +96,9 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		ls.close()
 		return err
 	}
+	if cfg.HopAttemptTimeout != 0 {
+		log.Warn("--hop-attempt-timeout is ignored and going away: an attempt that may have reached a worker is no longer retried")
+	}
 	m := metrics.New(cfg.Transport)
 	edgeSec, err := newEdgeSecurity(log, cfg, ls)
 	if err != nil {

@@ -80,6 +80,7 @@ type Config struct {
 	NATSSubjectPrefix string
 	NATSListen        string
 	NATSMonitorAddr   string
+	HopAttemptTimeout time.Duration // ignored; kept while scripts still pass it
 	Timeout           time.Duration
 	MaxBodyBytes      int64
 	MaxMessageBytes   int
@@ -118,12 +119,12 @@ type Config struct {
 	NATSPassword                       redact.Secret
 	NATSCreds, NATSNKey                string
 	NATSTLSCA, NATSTLSCert, NATSTLSKey string
+	// NATSServerConfig is the embedded nats-server's config file.
+	NATSServerConfig string
 
 	// RoutingFile is the per-model routing file (TOML; request coalescing);
 	// empty: no coalescing.
 	RoutingFile string
-
-	Hop // credentials and TLS of the hop (hop.go)
 }
 
 // Load parses args (without the program name) and fills what they leave out
@@ -144,6 +145,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.StringVar(&c.NATSSubjectPrefix, "nats-subject-prefix", DefaultNATSSubjectPrefix, "with --transport nats: the prefix of every subject")
 	fs.StringVar(&c.NATSListen, "nats-listen", DefaultNATSListen, "host:port of the embedded nats-server's client listener, which workers connect to")
 	fs.StringVar(&c.NATSMonitorAddr, "nats-monitor-addr", DefaultNATSMonitorAddr, "host:port of the embedded nats-server's monitoring endpoints (empty: none)")
+	fs.DurationVar(&c.HopAttemptTimeout, "hop-attempt-timeout", 0, "ignored, and going away: an attempt that may have reached a worker is no longer retried")
 	fs.DurationVar(&c.Timeout, "timeout", DefaultTimeout, "longest wait for one call to the inference service")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "largest request body accepted; larger ones get 413")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", DefaultMaxMessageBytes, "largest message sent to or received from the inference service; at most the service's own limit")
@@ -170,6 +172,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.StringVar(&c.InferenceTLSCert, "inference-tls-cert", "", "with --transport grpc: `file`: the gateway's PEM client certificate (mTLS, with --inference-tls-key)")
 	fs.StringVar(&c.InferenceTLSKey, "inference-tls-key", "", "with --transport grpc: `file`: the PEM key of --inference-tls-cert")
 	fs.StringVar(&c.InferenceTLSServerName, "inference-tls-server-name", "", "with --transport grpc: the name the service's certificate must carry (empty: the host of --inference-addr)")
+	fs.StringVar(&c.NATSServerConfig, "nats-server-config", "", "`file`: a nats-server config (authorization, accounts, permissions, tls) for the embedded server; without one that sets auth it listens on loopback only")
 	fs.StringVar(&c.NATSUser, "nats-user", "", "with --transport nats: NATS user name (with --nats-password)")
 	fs.Func("nats-password", "with --transport nats: NATS password (prefer TANDEM_NATS_PASSWORD to the command line)", func(v string) error {
 		c.NATSPassword = redact.Secret(v)
@@ -183,8 +186,6 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "`file`: PEM CA certificates; when set, clients must present a certificate it signed (mTLS)")
 	fs.TextVar(&c.LogLevel, "log-level", DefaultLogLevel, "`level`: debug, info, warn or error; requests are logged at debug, failed ones at info")
 	fs.StringVar(&c.RoutingFile, "routing", "", "`file` of per-model routing settings (TOML; request coalescing, see edge-go/routing.toml); empty: none")
-
-	c.Hop.register(fs)
 
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + EnvName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {

@@ -112,7 +112,6 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown transport", []string{"--transport", "carrier-pigeon"}, nil, `--transport "carrier-pigeon": expected one of grpc, nats`},
 		{"wildcard prefix", []string{"--transport", "nats", "--nats-subject-prefix", "oip.>"}, nil, `--nats-subject-prefix: subject prefix "oip.>": ">" is not a valid subject token`},
 		{"no embedded listener", []string{"--transport", "nats", "--nats-listen", ""}, nil, "--nats-listen is empty"},
-		{"attempt timeout is gone", []string{"--hop-attempt-timeout", "1s"}, nil, "flag provided but not defined: -hop-attempt-timeout"},
 		{"zero timeout", []string{"--timeout", "0"}, nil, "--timeout 0s: must be positive"},
 		{"zero body limit", nil, map[string]string{"TANDEM_MAX_BODY_BYTES": "0"}, "--max-body-bytes 0: must be positive"},
 		{"negative message limit", []string{"--max-message-bytes", "-1"}, nil, "--max-message-bytes -1: must be positive"},
@@ -151,7 +150,7 @@ func TestHelpNamesEveryEnvironmentVariable(t *testing.T) {
 		"TANDEM_MAX_CONNECTIONS", "TANDEM_MAX_HEADER_BYTES", "TANDEM_GRPC_MAX_CONCURRENT_STREAMS",
 		"TANDEM_INFERENCE_TLS_CA", "TANDEM_INFERENCE_TLS_CERT", "TANDEM_INFERENCE_TLS_KEY", "TANDEM_INFERENCE_TLS_SERVER_NAME",
 		"TANDEM_NATS_USER", "TANDEM_NATS_PASSWORD", "TANDEM_NATS_CREDS", "TANDEM_NATS_NKEY",
-		"TANDEM_NATS_TLS_CA", "TANDEM_NATS_TLS_CERT", "TANDEM_NATS_TLS_KEY"} {
+		"TANDEM_NATS_TLS_CA", "TANDEM_NATS_TLS_CERT", "TANDEM_NATS_TLS_KEY", "TANDEM_NATS_SERVER_CONFIG"} {
 		if !strings.Contains(out.String(), "(env "+name+")") {
 			t.Errorf("usage does not mention %s:\n%s", name, out.String())
 		}

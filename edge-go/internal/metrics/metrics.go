@@ -82,7 +82,7 @@ func New(transport string) *Metrics {
 		}),
 		hopErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_gateway_hop_errors_total",
-			Help: "Failed attempts on the hop to the inference service, by transport and kind (unavailable, deadline, too_large, no_responders, attempt_timeout, overloaded, canceled, internal).",
+			Help: "Failed attempts on the hop to the inference service, by transport and kind (unavailable, deadline, too_large, no_responders, overloaded, canceled, internal).",
 		}, []string{"transport", "kind"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_gateway_refused_total",

@@ -13,6 +13,7 @@ import (
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
 	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
+	"github.com/tandem-ml/tandem/edge-go/internal/testkit"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
@@ -44,6 +45,9 @@ func TestClientSpanParentsServerSpan(t *testing.T) {
 	parent.End()
 
 	const method = "inference.GRPCInferenceService/ModelInfer"
+	// The server span ends on the server's goroutine, maybe after the call
+	// returned here.
+	testkit.Eventually(t, "the parent, client and server spans", func() bool { return len(rec.Ended()) >= 3 })
 	var client, server sdktrace.ReadOnlySpan
 	for _, s := range rec.Ended() {
 		switch {
