@@ -12,13 +12,20 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/tandem-ml/tandem/edge-go/internal/config"
 	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
 	"github.com/tandem-ml/tandem/edge-go/internal/natstest"
+	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
 	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
 	"github.com/tandem-ml/tandem/edge-go/internal/testkit"
+	"github.com/tandem-ml/tandem/edge-go/internal/tlsconf"
+	"github.com/tandem-ml/tandem/edge-go/internal/tlsconf/tlstest"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
 var stackPasswords = map[string]string{"gateway": "gw-pw", "worker": "wk-pw", "observer": "ob-pw"}
@@ -135,4 +142,21 @@ func TestEmbeddedNATSOpenListener(t *testing.T) {
 	if err != nil {
 		t.Errorf("with authorization: %v", err)
 	}
+}
+
+// --inference-tls-* put the gRPC hop on mutual TLS: the gateway reaches a
+// service that requires its client certificate.
+func TestInferenceTLS(t *testing.T) {
+	pki := tlstest.New(t)
+	serverTLS, err := tlsconf.Server(pki.ServerCert, pki.ServerKey, pki.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := oiptest.Start(t, "127.0.0.1:0", &transporttest.Double{}, grpc.Creds(credentials.NewTLS(serverTLS)))
+	gw := startServe(t, "--inference-addr", backend.Addr, "--inference-tls-ca", pki.CA,
+		"--inference-tls-cert", pki.ClientCert, "--inference-tls-key", pki.ClientKey, "--inference-tls-server-name", tlstest.ServerName)
+	testkit.Eventually(t, "the gateway to be ready over mTLS", func() bool {
+		status, _ := get(t, "http://"+gw.httpAddr+"/v2/health/ready")
+		return status == http.StatusOK
+	})
 }

@@ -264,10 +264,15 @@ func TestMutualTLS(t *testing.T) {
 		{"client certificate of the CA", p, p.CA, true},
 		{"client certificate of another CA", other, p.CA, false},
 		{"server of another CA", p, other.CA, false},
+		{"no client certificate", nil, p.CA, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clientTLS, err := tlsconf.Client(tt.ca, tt.pki.ClientCert, tt.pki.ClientKey, tlstest.ServerName)
+			cert, key := "", ""
+			if tt.pki != nil {
+				cert, key = tt.pki.ClientCert, tt.pki.ClientKey
+			}
+			clientTLS, err := tlsconf.Client(tt.ca, cert, key, tlstest.ServerName)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -279,6 +284,10 @@ func TestMutualTLS(t *testing.T) {
 			_, err = transport.NewClient(tr).ServerReady(t.Context(), &pb.ServerReadyRequest{})
 			if (err == nil) != tt.ok {
 				t.Errorf("ServerReady: %v, want ok %v", err, tt.ok)
+			}
+			// A refused handshake is the service unreachable: 503.
+			if !tt.ok && status.Code(err) != codes.Unavailable {
+				t.Errorf("ServerReady: %v, want UNAVAILABLE", err)
 			}
 		})
 	}
