@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -29,15 +28,11 @@ import (
 	"github.com/tandem-ml/tandem/edge-go/internal/graceful"
 	"github.com/tandem-ml/tandem/edge-go/internal/limit"
 	"github.com/tandem-ml/tandem/edge-go/internal/metrics"
-	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 	"github.com/tandem-ml/tandem/edge-go/internal/natsserver"
-	"github.com/tandem-ml/tandem/edge-go/internal/redact"
 	"github.com/tandem-ml/tandem/edge-go/internal/rest"
 	"github.com/tandem-ml/tandem/edge-go/internal/telemetry"
 	"github.com/tandem-ml/tandem/edge-go/internal/tlsconf"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
-	"github.com/tandem-ml/tandem/edge-go/internal/transport/grpctransport"
-	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
 )
 
 // listeners are where the gateway serves clients, and admin its metrics
@@ -349,105 +344,4 @@ func hopMessageBytes(cfg config.Config) int {
 		return min(cfg.MaxMessageBytes, natsserver.MaxPayloadLimit)
 	}
 	return min(cfg.MaxMessageBytes, 1<<20)
-}
-
-// newTransport builds the configured hop.
-func newTransport(log *slog.Logger, cfg config.Config, tel *telemetry.Telemetry) (transport.Invoker, error) {
-	switch cfg.Transport {
-	case "grpc":
-		var hopTLS *tls.Config
-		if cfg.InferenceTLSCA != "" || cfg.InferenceTLSCert != "" || cfg.InferenceTLSServerName != "" {
-			var err error
-			if hopTLS, err = tlsconf.Client(cfg.InferenceTLSCA, cfg.InferenceTLSCert, cfg.InferenceTLSKey, cfg.InferenceTLSServerName); err != nil {
-				return nil, fmt.Errorf("--inference-tls-*: %w", err)
-			}
-		}
-		tr, err := grpctransport.New(grpctransport.Config{
-			Addr:            cfg.InferenceAddr,
-			TLS:             hopTLS,
-			MaxMessageBytes: cfg.MaxMessageBytes,
-			DialOptions:     tel.GRPCDialOptions(),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("transport: %w", err)
-		}
-		log.Info("forwarding over gRPC", "inference_addr", cfg.InferenceAddr, "tls", hopTLS != nil)
-		return tr, nil
-	case "nats":
-		tr, err := newNATSTransport(log, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("transport: %w", err)
-		}
-		return tr, nil
-	}
-	return nil, fmt.Errorf("transport %q is not built in", cfg.Transport)
-}
-
-// newNATSTransport connects to --nats-url, or, when it is empty, starts an
-// embedded nats-server for the workers and connects to it in process.
-func newNATSTransport(log *slog.Logger, cfg config.Config) (transport.Invoker, error) {
-	creds, err := natsauth.Options(natsauth.Config{
-		User: cfg.NATSUser, Password: cfg.NATSPassword.Reveal(),
-		CredsFile: cfg.NATSCreds, NKeyFile: cfg.NATSNKey,
-		TLSCA: cfg.NATSTLSCA, TLSCert: cfg.NATSTLSCert, TLSKey: cfg.NATSTLSKey,
-	})
-	if err != nil {
-		return nil, err
-	}
-	ncfg := natstransport.Config{
-		Options:       creds,
-		URL:           cfg.NATSURL,
-		SubjectPrefix: cfg.NATSSubjectPrefix,
-		Logger:        log,
-		// The trace context travels in lowercase headers (proto/README.md).
-		InjectHeaders: func(ctx context.Context, h natstransport.HeaderCarrier) {
-			otel.GetTextMapPropagator().Inject(ctx, h)
-		},
-	}
-	if cfg.NATSURL != "" {
-		tr, err := natstransport.New(ncfg)
-		if err != nil {
-			return nil, err
-		}
-		log.Info("forwarding over NATS", "nats_url", redact.URL(cfg.NATSURL), "subject_prefix", cfg.NATSSubjectPrefix)
-		return tr, nil
-	}
-	ns, err := natsserver.Start(natsserver.Config{
-		Listen:      cfg.NATSListen,
-		MonitorAddr: cfg.NATSMonitorAddr,
-		// Requests the gateway would send over gRPC fit over NATS too, up
-		// to the largest payload NATS advises.
-		MaxPayload: min(cfg.MaxMessageBytes, natsserver.MaxPayloadLimit),
-		Logger:     log,
-		ConfigFile: cfg.NATSServerConfig,
-	})
-	if err != nil {
-		return nil, err
-	}
-	ncfg.Server = ns
-	tr, err := natstransport.New(ncfg)
-	if err != nil {
-		ns.Stop()
-		return nil, err
-	}
-	monitor := ""
-	if addr := ns.MonitorAddr(); addr != nil {
-		monitor = addr.String()
-	}
-	log.Info("forwarding over NATS through an embedded nats-server; workers connect to nats_url",
-		"nats_url", ns.ClientURL(), "nats_monitor_addr", monitor, "subject_prefix", cfg.NATSSubjectPrefix)
-	return &embeddedNATS{Invoker: tr, server: ns}, nil
-}
-
-// embeddedNATS is a NATS transport together with the server it runs, which
-// is shut down last, after the transport's connection is closed.
-type embeddedNATS struct {
-	transport.Invoker
-	server *natsserver.Server
-}
-
-func (e *embeddedNATS) Close() error {
-	err := e.Invoker.Close()
-	e.server.Stop()
-	return err
 }

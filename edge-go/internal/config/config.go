@@ -319,5 +319,6 @@ func (c Config) validate() error {
 	if c.WriteTimeout > 0 && c.WriteTimeout <= c.Timeout {
 		errs = append(errs, fmt.Errorf("--write-timeout %v: must exceed --timeout %v, or be 0", c.WriteTimeout, c.Timeout))
 	}
+	errs = append(errs, c.validateHop()...)
 	return errors.Join(errs...)
 }

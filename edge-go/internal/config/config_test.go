@@ -65,10 +65,10 @@ func TestLoad(t *testing.T) {
 		{"flag wins over environment", []string{"--inference-addr", "flag:1"}, map[string]string{"TANDEM_INFERENCE_ADDR": "env:2", "TANDEM_TIMEOUT": "1s"},
 			with(func(c *Config) { c.InferenceAddr, c.Timeout = "flag:1", time.Second })},
 		{"nats", []string{"--transport", "nats", "--nats-url", "nats://a:4222,nats://b:4222", "--grpc-addr", "", "--inference-addr", ""},
-			map[string]string{"TANDEM_NATS_SUBJECT_PREFIX": "tenant.oip", "TANDEM_HOP_ATTEMPT_TIMEOUT": "300ms"},
+			map[string]string{"TANDEM_NATS_SUBJECT_PREFIX": "tenant.oip"},
 			with(func(c *Config) {
 				c.Transport, c.NATSURL, c.GRPCAddr, c.InferenceAddr = "nats", "nats://a:4222,nats://b:4222", "", ""
-				c.NATSSubjectPrefix, c.HopAttemptTimeout = "tenant.oip", 300*time.Millisecond
+				c.NATSSubjectPrefix = "tenant.oip"
 			})},
 		{"embedded nats", []string{"--transport=nats", "--nats-listen", "127.0.0.1:0", "--nats-monitor-addr", ""}, nil,
 			with(func(c *Config) { c.Transport, c.NATSListen, c.NATSMonitorAddr = "nats", "127.0.0.1:0", "" })},
@@ -145,7 +145,7 @@ func TestHelpNamesEveryEnvironmentVariable(t *testing.T) {
 		"TANDEM_MAX_BODY_BYTES", "TANDEM_MAX_MESSAGE_BYTES", "TANDEM_READ_HEADER_TIMEOUT", "TANDEM_READ_TIMEOUT",
 		"TANDEM_WRITE_TIMEOUT", "TANDEM_IDLE_TIMEOUT", "TANDEM_SHUTDOWN_TIMEOUT", "TANDEM_LOG_LEVEL",
 		"TANDEM_GRPC_ADDR", "TANDEM_NATS_URL", "TANDEM_NATS_SUBJECT_PREFIX", "TANDEM_NATS_LISTEN", "TANDEM_NATS_MONITOR_ADDR",
-		"TANDEM_HOP_ATTEMPT_TIMEOUT", "TANDEM_PPROF", "TANDEM_API_KEYS", "TANDEM_API_KEYS_FILE", "TANDEM_RATE_LIMIT",
+		"TANDEM_PPROF", "TANDEM_API_KEYS", "TANDEM_API_KEYS_FILE", "TANDEM_RATE_LIMIT",
 		"TANDEM_RATE_BURST", "TANDEM_MAX_IN_FLIGHT", "TANDEM_DRAIN_DELAY", "TANDEM_TLS_CERT", "TANDEM_TLS_KEY", "TANDEM_TLS_CLIENT_CA",
 		"TANDEM_MAX_CONNECTIONS", "TANDEM_MAX_HEADER_BYTES", "TANDEM_GRPC_MAX_CONCURRENT_STREAMS",
 		"TANDEM_INFERENCE_TLS_CA", "TANDEM_INFERENCE_TLS_CERT", "TANDEM_INFERENCE_TLS_KEY", "TANDEM_INFERENCE_TLS_SERVER_NAME",

@@ -28,8 +28,17 @@ const (
 	readyPoll    = 20 * time.Millisecond
 )
 
-// Config says where the server listens.
+// ErrOpenListener is why Start refuses a server that would listen beyond
+// loopback and let anyone in: anonymous clients could then read every
+// request and answer as a worker.
+var ErrOpenListener = errors.New("the embedded nats-server would listen beyond loopback without authentication")
+
+// Config says where the server listens and what it enforces.
 type Config struct {
+	// ConfigFile, when set, is a nats-server config file (authorization,
+	// accounts, permissions, tls, ...). Listen, MonitorAddr and MaxPayload
+	// below override what it says of the same.
+	ConfigFile string
 	// Listen is the host:port of the client listener; port 0 picks a free
 	// port.
 	Listen string
@@ -40,10 +49,6 @@ type Config struct {
 	MaxPayload int
 	// Logger receives the server's log, at the matching levels.
 	Logger *slog.Logger
-	// ConfigFile is a nats-server config file (authorization, accounts,
-	// permissions, tls; --nats-server-config); Listen, MonitorAddr and
-	// MaxPayload win over what it says about them. Empty: none.
-	ConfigFile string
 }
 
 // Server is a running embedded nats-server.
@@ -51,7 +56,9 @@ type Server struct {
 	*server.Server
 }
 
-// Start starts the server and waits until it accepts connections.
+// Start starts the server and waits until it accepts connections. It
+// refuses (ErrOpenListener) to listen beyond loopback unless the config
+// file makes clients authenticate (natsauth.RequiresAuth).
 func Start(cfg Config) (*Server, error) {
 	host, port, err := splitAddr(cfg.Listen)
 	if err != nil {
@@ -66,18 +73,19 @@ func Start(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("nats server config: %w", err)
 		}
 	}
-	// Beyond loopback, anyone who reaches the port could publish requests
-	// and read every reply: that takes authorization in a config file.
 	if !loopback(host) && !natsauth.RequiresAuth(opts) {
-		return nil, fmt.Errorf("nats server: refusing to listen on %s beyond loopback without authorization: give --nats-server-config a config that sets users, nkeys, accounts or a token, without no_auth_user", cfg.Listen)
+		return nil, fmt.Errorf("%w (listen %s)", ErrOpenListener, cfg.Listen)
 	}
-	opts.ServerName = "tandem-gateway"
+	if opts.ServerName == "" {
+		opts.ServerName = "tandem-gateway"
+	}
 	opts.Host, opts.Port = host, port
 	opts.MaxPayload = int32(cfg.MaxPayload)
+	// A payload up to the limit must fit in a client's pending buffer.
+	opts.MaxPending = max(opts.MaxPending, server.MAX_PENDING_SIZE, 2*int64(cfg.MaxPayload))
 	// The gateway owns the signals and shuts the server down itself.
 	opts.NoSigs = true
-	// A payload up to the limit must fit in a client's pending buffer.
-	opts.MaxPending = max(server.MAX_PENDING_SIZE, 2*int64(cfg.MaxPayload))
+	opts.HTTPHost, opts.HTTPPort = "", 0
 	if cfg.MonitorAddr != "" {
 		if opts.HTTPHost, opts.HTTPPort, err = splitAddr(cfg.MonitorAddr); err != nil {
 			return nil, fmt.Errorf("nats monitor address: %w", err)
@@ -112,20 +120,22 @@ func Start(cfg Config) (*Server, error) {
 	return &Server{ns}, nil
 }
 
-// loopback reports whether host is a loopback name or address.
+// Stop shuts the server down and waits until it has: clients are
+// disconnected (workers then try to reconnect).
+func (s *Server) Stop() {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// loopback reports whether host (as splitAddr returns it) reaches this
+// machine only. A name other than localhost may resolve anywhere, and so
+// counts as beyond.
 func loopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// Stop shuts the server down and waits until it has: clients are
-// disconnected (workers then try to reconnect).
-func (s *Server) Stop() {
-	s.Shutdown()
-	s.WaitForShutdown()
 }
 
 // splitAddr splits host:port; port 0 becomes nats-server's "any free port",

@@ -1,16 +1,19 @@
 package natsserver
 
 import (
-	"fmt"
+	"errors"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 )
 
 func TestSplitAddr(t *testing.T) {
@@ -77,8 +80,6 @@ func TestStartErrors(t *testing.T) {
 		{Config{Listen: "127.0.0.1:0", MaxPayload: 0}, "nats max payload 0"},
 		{Config{Listen: "127.0.0.1:0", MaxPayload: MaxPayloadLimit + 1}, "must be between 1 and 8388608"},
 		{Config{Listen: taken.Addr().String(), MaxPayload: 1}, "address already in use"},
-		{Config{Listen: ":0", MaxPayload: 1}, "refusing to listen on :0 beyond loopback without authorization"},
-		{Config{Listen: "127.0.0.1:0", MaxPayload: 1, ConfigFile: "/nonexistent.conf"}, "nats server config"},
 	}
 	for _, tt := range tests {
 		if _, err := Start(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -87,35 +88,80 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
-// Beyond loopback the server listens only with authorization from its
-// config file, and then refuses an anonymous client.
-func TestConfigFileWithAuth(t *testing.T) {
+// writeConfig writes a nats-server config file into the test's directory.
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "nats.conf")
-	conf := "authorization {\n  users = [ { user: gateway, password: s3cret } ]\n}\n"
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	open := filepath.Join(t.TempDir(), "open.conf")
-	if err := os.WriteFile(open, []byte(conf+"no_auth_user: gateway\n"), 0o600); err != nil {
+	return file
+}
+
+// A config file's authorization holds, the gateway's settings win over its
+// own listen, monitoring and max_payload, and with authorization the server
+// may listen beyond loopback.
+func TestConfigFile(t *testing.T) {
+	auth, err := natsauth.ServerConfig("oip.v2", map[string]string{"gateway": "g", "worker": "w", "observer": "o"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if ns, err := Start(Config{Listen: "0.0.0.0:0", MaxPayload: 4096, ConfigFile: open}); err == nil {
-		ns.Stop()
-		t.Error("listening beyond loopback with no_auth_user, which lets anyone in")
-	}
-	ns, err := Start(Config{Listen: "0.0.0.0:0", MaxPayload: 4096, ConfigFile: file})
+	file := writeConfig(t, auth+"listen: 127.0.0.1:1\nhttp: 127.0.0.1:2\nmax_payload: 1MB\n")
+	ns, err := Start(Config{ConfigFile: file, Listen: "0.0.0.0:0", MaxPayload: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ns.Stop()
-	url := fmt.Sprintf("nats://127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
+	if ns.MonitorAddr() != nil {
+		t.Errorf("monitoring on %v, want none (MonitorAddr is empty)", ns.MonitorAddr())
+	}
+	url := "nats://127.0.0.1:" + strconv.Itoa(ns.Addr().(*net.TCPAddr).Port)
 	if nc, err := nats.Connect(url); err == nil {
 		nc.Close()
-		t.Error("an anonymous client was let in")
+		t.Error("an anonymous client connected")
 	}
-	nc, err := nats.Connect(url, nats.UserInfo("gateway", "s3cret"))
+	nc, err := nats.Connect(url, nats.UserInfo("worker", "w"))
 	if err != nil {
-		t.Fatalf("the configured user: %v", err)
+		t.Fatal(err)
 	}
-	nc.Close()
+	defer nc.Close()
+	if got := nc.MaxPayload(); got != 4096 {
+		t.Errorf("max payload %d, want 4096", got)
+	}
+}
+
+// Without authentication the server listens on loopback only.
+func TestOpenListener(t *testing.T) {
+	noAuth := writeConfig(t, "max_payload: 2048\n")
+	withNoAuthUser := writeConfig(t, `authorization { users = [ { user: a, password: b } ] }
+no_auth_user: a
+`)
+	tests := []struct {
+		name string
+		cfg  Config
+		open bool
+	}{
+		{"all interfaces", Config{Listen: ":0"}, true},
+		{"a name", Config{Listen: "gateway.example:0"}, true},
+		{"a config without authorization", Config{Listen: "0.0.0.0:0", ConfigFile: noAuth}, true},
+		{"a config that lets anyone in", Config{Listen: "0.0.0.0:0", ConfigFile: withNoAuthUser}, true},
+		{"localhost", Config{Listen: "localhost:0"}, false},
+		{"IPv6 loopback", Config{Listen: "[::1]:0"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.MaxPayload = 1024
+			ns, err := Start(tt.cfg)
+			if err == nil {
+				ns.Stop()
+			}
+			if got := errors.Is(err, ErrOpenListener); got != tt.open {
+				t.Errorf("Start: %v; want refused %v", err, tt.open)
+			}
+		})
+	}
+	if _, err := Start(Config{Listen: "127.0.0.1:0", ConfigFile: writeConfig(t, "authorization {"), MaxPayload: 1}); err == nil ||
+		!strings.Contains(err.Error(), "nats server config") {
+		t.Errorf("a broken config file: %v", err)
+	}
 }

@@ -52,7 +52,7 @@ func StartWorker(t testing.TB, url, prefix string, handle func(m *nats.Msg) *nat
 	w := &Worker{}
 	_, err = nc.QueueSubscribe(prefix+".>", QueueGroup, func(m *nats.Msg) {
 		if m.Subject == prefix+".cancel" {
-			return // a hint to the workers, not a request
+			return // not a request; a real worker has its own subscription
 		}
 		w.mu.Lock()
 		w.msgs = append(w.msgs, m)

@@ -33,7 +33,7 @@ func (e *tooLargeError) GRPCStatus() *status.Status {
 // Kinds of hop failure that no status code tells apart, for metrics.
 const (
 	KindNoResponders = "no_responders"
-	KindUnavailable  = "unavailable"
+	KindNotSent      = "not_sent"
 )
 
 // WithKind is the status error st that also names the kind of hop failure
@@ -42,23 +42,24 @@ func WithKind(kind string, st *status.Status) error {
 	return &kindError{st: st, kind: kind}
 }
 
-// Unsent is WithKind for a call that cannot have reached a worker (no
-// responders, no connection): the one failure Retry makes again.
-func Unsent(kind string, st *status.Status) error {
-	return &kindError{st: st, kind: kind, unsent: true}
+// NotSent is WithKind(kind, st) for a failure that proves the request
+// reached no worker (see the package doc): the one failure Retry makes
+// again.
+func NotSent(kind string, st *status.Status) error {
+	return &kindError{st: st, kind: kind, notSent: true}
 }
 
-// NeverSent reports whether err is a failure of a call that cannot have
-// reached a worker (Unsent).
-func NeverSent(err error) bool {
+// WasNotSent reports whether err is a NotSent error: the request it failed
+// cannot have been run.
+func WasNotSent(err error) bool {
 	k, ok := errors.AsType[*kindError](err)
-	return ok && k.unsent
+	return ok && k.notSent
 }
 
 type kindError struct {
-	st     *status.Status
-	kind   string
-	unsent bool
+	st      *status.Status
+	kind    string
+	notSent bool
 }
 
 func (e *kindError) Error() string              { return e.st.Err().Error() }
@@ -80,7 +81,7 @@ func ErrorKind(err error) string {
 	}
 	switch status.Code(err) {
 	case codes.Unavailable:
-		return KindUnavailable
+		return "unavailable"
 	case codes.DeadlineExceeded:
 		return "deadline"
 	case codes.ResourceExhausted:

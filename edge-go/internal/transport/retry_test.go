@@ -19,7 +19,6 @@ import (
 // and notes what each attempt saw; during saw, it may act (as cancelling).
 type scripted struct {
 	errs      []error
-	follows   []bool // whether the attempt had a request id
 	ids       []string
 	deadlines []time.Time
 	during    func()
@@ -30,12 +29,10 @@ func (s *scripted) double() *transporttest.Double {
 		if s.during != nil {
 			s.during()
 		}
-		id, _ := transport.RequestID(ctx)
-		s.follows = append(s.follows, id != "")
-		s.ids = append(s.ids, id)
+		s.ids = append(s.ids, transport.RequestID(ctx))
 		deadline, _ := ctx.Deadline()
 		s.deadlines = append(s.deadlines, deadline)
-		if err := s.errs[len(s.follows)-1]; err != nil {
+		if err := s.errs[len(s.ids)-1]; err != nil {
 			return nil, err
 		}
 		return &pb.ModelInferResponse{ModelName: req.GetModelName()}, nil
@@ -43,8 +40,10 @@ func (s *scripted) double() *transporttest.Double {
 }
 
 func TestRetry(t *testing.T) {
-	unsent := transport.Unsent(transport.KindNoResponders, status.New(codes.Unavailable, "no worker"))
-	maybeSent := status.Error(codes.Unavailable, "connection lost mid-call")
+	unsent := transport.NotSent(transport.KindNoResponders, status.New(codes.Unavailable, "no worker"))
+	// UNAVAILABLE alone (a connection lost mid-call, a worker's 503) does
+	// not prove the request unsent.
+	unavailable := status.Error(codes.Unavailable, "connection lost")
 	tests := []struct {
 		name     string
 		errs     []error
@@ -52,9 +51,9 @@ func TestRetry(t *testing.T) {
 		attempts int
 	}{
 		{"success needs one attempt", []error{nil}, codes.OK, 1},
-		{"never sent is retried once", []error{unsent, nil}, codes.OK, 2},
+		{"unsent is retried once", []error{unsent, nil}, codes.OK, 2},
 		{"and only once", []error{unsent, unsent}, codes.Unavailable, 2},
-		{"unavailable that may have been sent is not retried", []error{maybeSent, nil}, codes.Unavailable, 1},
+		{"unavailable may have run: not retried", []error{unavailable}, codes.Unavailable, 1},
 		{"not found is an answer", []error{status.Error(codes.NotFound, "unknown model")}, codes.NotFound, 1},
 		{"invalid argument is an answer", []error{status.Error(codes.InvalidArgument, "bad shape")}, codes.InvalidArgument, 1},
 		{"overload is not retried", []error{status.Error(codes.ResourceExhausted, "queue full")}, codes.ResourceExhausted, 1},
@@ -71,13 +70,13 @@ func TestRetry(t *testing.T) {
 			if got := status.Code(err); got != tt.wantCode {
 				t.Errorf("code = %v (%v), want %v", got, err, tt.wantCode)
 			}
-			if len(s.follows) != tt.attempts {
-				t.Fatalf("%d attempts, want %d", len(s.follows), tt.attempts)
+			if len(s.ids) != tt.attempts {
+				t.Fatalf("%d attempts, want %d", len(s.ids), tt.attempts)
 			}
-			// Both attempts carry one request id and share the caller's
-			// deadline: the second gets what is left.
-			if !s.follows[0] || (tt.attempts == 2 && s.ids[1] != s.ids[0]) {
-				t.Errorf("request ids per attempt = %q, want one id for both", s.ids)
+			// Both attempts are of one request: one id, 32 hex digits, and
+			// the caller's deadline (the second gets what is left).
+			if len(s.ids[0]) != 32 || (tt.attempts == 2 && s.ids[1] != s.ids[0]) {
+				t.Errorf("request ids per attempt = %q, want one of 32 hex digits", s.ids)
 			}
 			want, _ := ctx.Deadline()
 			for i, d := range s.deadlines {
@@ -95,13 +94,13 @@ func TestRetryNotAfterDeadline(t *testing.T) {
 	defer cancel()
 	// The caller's context ends during each attempt, as a deadline that
 	// runs out while the attempt waits would.
-	s := &scripted{errs: []error{transport.Unsent(transport.KindNoResponders, status.New(codes.Unavailable, "no worker")), nil}, during: cancel}
+	s := &scripted{errs: []error{transport.NotSent(transport.KindNoResponders, status.New(codes.Unavailable, "no worker")), nil}, during: cancel}
 	tr := transport.NewClient(transport.Chain(s.double(), transport.Retry))
 	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("err = %v, want UNAVAILABLE from the only attempt", err)
 	}
-	if len(s.follows) != 1 {
-		t.Errorf("%d attempts after the deadline passed, want 1", len(s.follows))
+	if len(s.ids) != 1 {
+		t.Errorf("%d attempts after the deadline passed, want 1", len(s.ids))
 	}
 }
 
@@ -115,6 +114,7 @@ func TestObserveFailures(t *testing.T) {
 		{status.Error(codes.DeadlineExceeded, "slow"), "deadline"},
 		{transport.TooLarge("big"), "too_large"},
 		{transport.WithKind(transport.KindNoResponders, status.New(codes.Unavailable, "nobody")), "no_responders"},
+		{transport.NotSent(transport.KindNotSent, status.New(codes.Unavailable, "no connection")), "not_sent"},
 		{status.Error(codes.Internal, "bug"), "internal"},
 		{status.Error(codes.InvalidArgument, "bad input"), ""},
 		{status.Error(codes.NotFound, "unknown model"), ""},

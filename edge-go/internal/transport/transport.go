@@ -3,6 +3,18 @@
 // calls. What is done around every call (retry, counting failures,
 // coalescing, limits) is a Middleware, one function each, stacked by Chain;
 // the handlers call the stack through the typed Client.
+//
+// Calls are made at most once on a worker. Retry sends a call again only
+// when the failure proves that no worker got it (NotSent): over NATS, no
+// responders (the server found no subscriber) or a client with no
+// connection (nats.go refuses the publish: there is no reconnect buffer);
+// over gRPC, an UNAVAILABLE call that never got a stream on a connection
+// (none was ready: refused, backoff, a failed TLS handshake), which grpc-go
+// reports by leaving the Peer call option empty. Every other failure may
+// have run: an attempt that timed out, a connection lost after the request
+// was written, a worker's own UNAVAILABLE. Those end the call, a timeout at
+// the caller's deadline (504), since nobody can know whether a worker that
+// went silent ran the request.
 package transport
 
 import (

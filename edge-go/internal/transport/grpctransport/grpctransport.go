@@ -11,10 +11,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -108,14 +108,14 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-// Invoke makes one RPC; the context's deadline travels as grpc-timeout.
+// Invoke makes one RPC; the context's deadline travels as grpc-timeout, and
+// its end (a client gone, the deadline) cancels the RPC on the service too
+// (RST_STREAM), which grpc-go does by itself.
 func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
 	resp := rpc.NewResponse()
-	// A fail-fast call on a connection that is not ready fails before it is
-	// sent; one on a ready connection may have reached the service.
-	ready := t.conn.GetState() == connectivity.Ready
-	if err := t.conn.Invoke(ctx, rpc.FullMethod(), req, resp); err != nil {
-		return nil, t.explain(err, !ready)
+	var p peer.Peer
+	if err := t.conn.Invoke(ctx, rpc.FullMethod(), req, resp, grpc.Peer(&p)); err != nil {
+		return nil, t.explain(err, p.Addr == nil)
 	}
 	return resp, nil
 }
@@ -123,15 +123,22 @@ func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Mes
 // explain names the service in the errors that are about reaching it, so
 // that a 503 or 504 says what was down or slow. The service's own errors
 // (a bad input, an unknown model) pass through as it wrote them.
-// An UNAVAILABLE call that was never sent is marked so (transport.Unsent),
-// for Retry.
-func (t *Transport) explain(err error, unsent bool) error {
+//
+// noStream says that the call never got a stream on a connection: grpc-go
+// fills the Peer call option only from the stream of the last attempt, and
+// a fail-fast call finds none when no connection is ready (refused,
+// TRANSIENT_FAILURE, a TLS handshake failed). Such a call wrote nothing to
+// any server, so its UNAVAILABLE is NotSent and Retry makes it again. Every
+// other UNAVAILABLE (a connection lost mid-call, GOAWAY, the service's own
+// "shutting down") had a stream and may have run. Streams that were opened
+// but never processed are what grpc-go already retries transparently.
+func (t *Transport) explain(err error, noStream bool) error {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.Unavailable:
 		st := status.Newf(codes.Unavailable, "inference service at %s is unavailable: %s", t.addr, st.Message())
-		if unsent {
-			return transport.Unsent(transport.KindUnavailable, st)
+		if noStream {
+			return transport.NotSent(transport.KindNotSent, st)
 		}
 		return st.Err()
 	case codes.DeadlineExceeded:

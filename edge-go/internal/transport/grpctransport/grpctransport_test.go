@@ -2,8 +2,10 @@ package grpctransport
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/oiptest"
@@ -126,6 +129,101 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// A call retried by Retry is one that provably reached no service: one that
+// found no connection. A service's UNAVAILABLE, and a call that timed out
+// while the service held it, may have run: those are made once.
+func TestRetryOnlyUnsent(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{}) // closed when the caller has given up
+	late := func(context.Context, *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+		calls.Add(1)
+		<-release
+		return &pb.ModelInferResponse{}, nil
+	}
+	shuttingDown := func(context.Context, *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+		calls.Add(1)
+		return nil, status.Error(codes.Unavailable, "shutting down")
+	}
+	tests := []struct {
+		name    string
+		infer   func(context.Context, *pb.ModelInferRequest) (*pb.ModelInferResponse, error)
+		code    codes.Code
+		notSent bool
+	}{
+		{"no connection", nil, codes.Unavailable, true},
+		{"the service's unavailable", shuttingDown, codes.Unavailable, false},
+		{"a late answer", late, codes.DeadlineExceeded, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls.Store(0)
+			addr := closedAddr(t)
+			if tt.infer != nil {
+				addr = oiptest.Start(t, "127.0.0.1:0", &transporttest.Double{ModelInferFunc: tt.infer}).Addr
+			}
+			tr, err := New(Config{Addr: addr, MaxMessageBytes: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = tr.Close() })
+			var errs []error
+			note := func(next transport.Invoker) transport.Invoker {
+				return transport.Wrap(next, func(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+					resp, err := next.Invoke(ctx, rpc, req)
+					errs = append(errs, err)
+					return resp, err
+				})
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+			defer cancel()
+			_, err = transport.NewClient(transport.Chain(tr, note, transport.Retry)).ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "m"})
+			if tt.code == codes.DeadlineExceeded {
+				close(release)
+			}
+			if status.Code(err) != tt.code {
+				t.Errorf("err = %v, want %v", err, tt.code)
+			}
+			if got := transport.WasNotSent(errs[0]); got != tt.notSent {
+				t.Errorf("first attempt %v: not sent = %v, want %v", errs[0], got, tt.notSent)
+			}
+			wantAttempts := 1
+			if tt.notSent {
+				wantAttempts = 2
+			}
+			if len(errs) != wantAttempts {
+				t.Errorf("%d attempts, want %d", len(errs), wantAttempts)
+			}
+			if tt.infer != nil && calls.Load() != 1 {
+				t.Errorf("the service was called %d times, want once", calls.Load())
+			}
+		})
+	}
+}
+
+// The caller giving up cancels the RPC on the service, not only the wait.
+func TestCancelPropagates(t *testing.T) {
+	started := make(chan struct{})
+	ended := make(chan error, 1)
+	svc := &transporttest.Double{ModelInferFunc: func(ctx context.Context, _ *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+		close(started)
+		<-ctx.Done()
+		ended <- ctx.Err()
+		return nil, ctx.Err()
+	}}
+	tr := newTransport(t, oiptest.Start(t, "127.0.0.1:0", svc).Addr)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-started
+		cancel()
+	}()
+	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "m"}); status.Code(err) != codes.Canceled {
+		t.Errorf("err = %v, want CANCELED", err)
+	}
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("the service's context ended with %v, want canceled", err)
+	}
+}
+
 // After the service goes away and comes back on the same address, calls
 // succeed again without any action from the caller.
 func TestReconnectsAfterRestart(t *testing.T) {
@@ -166,10 +264,15 @@ func TestMutualTLS(t *testing.T) {
 		{"client certificate of the CA", p, p.CA, true},
 		{"client certificate of another CA", other, p.CA, false},
 		{"server of another CA", p, other.CA, false},
+		{"no client certificate", nil, p.CA, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clientTLS, err := tlsconf.Client(tt.ca, tt.pki.ClientCert, tt.pki.ClientKey, tlstest.ServerName)
+			cert, key := "", ""
+			if tt.pki != nil {
+				cert, key = tt.pki.ClientCert, tt.pki.ClientKey
+			}
+			clientTLS, err := tlsconf.Client(tt.ca, cert, key, tlstest.ServerName)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,6 +284,10 @@ func TestMutualTLS(t *testing.T) {
 			_, err = transport.NewClient(tr).ServerReady(t.Context(), &pb.ServerReadyRequest{})
 			if (err == nil) != tt.ok {
 				t.Errorf("ServerReady: %v, want ok %v", err, tt.ok)
+			}
+			// A refused handshake is the service unreachable: 503.
+			if !tt.ok && status.Code(err) != codes.Unavailable {
+				t.Errorf("ServerReady: %v, want UNAVAILABLE", err)
 			}
 		})
 	}

@@ -1,9 +1,11 @@
 // Package natstransport implements transport.Invoker over NATS
 // request/reply, as proto/README.md maps the OIP RPCs: one subject per RPC
 // (per model for the model RPCs), the serialized protobuf messages as
-// payloads, the caller's budget in the tandem-timeout header, and errors in
-// the Nats-Service-Error headers. Workers answer in a queue group, so any
-// number of them share the load with no change here.
+// payloads, the caller's budget in the tandem-timeout and tandem-deadline
+// headers, a tandem-request-id, and errors in the Nats-Service-Error
+// headers. Workers answer in a queue group, so any number of them share the
+// load with no change here. A request its caller gives up on is cancelled
+// on <prefix>.cancel, so that a worker drops it if it has not started it.
 package natstransport
 
 import (
@@ -11,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 	"github.com/tandem-ml/tandem/edge-go/internal/natssubject"
 	"github.com/tandem-ml/tandem/edge-go/internal/redact"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
@@ -44,12 +48,15 @@ const (
 
 // Config says where NATS is and how calls over it are bounded.
 type Config struct {
-	// URL is one or more NATS server URLs, comma-separated. It is ignored
-	// when Server is set.
+	// URL is one or more NATS server URLs, comma-separated; user:pass@ in
+	// it is used and never logged. It is ignored when Server is set.
 	URL string
 	// Server, when set, is a nats-server running in this process: the
 	// client connects to it without a socket.
 	Server nats.InProcessConnProvider
+	// Auth is the gateway's credentials and TLS, for the in-process
+	// connection too (the server may demand them of every client).
+	Auth natsauth.Config
 	// SubjectPrefix starts every subject ("oip.v2").
 	SubjectPrefix string
 	// InjectHeaders, when set, adds headers to every request, such as the
@@ -60,9 +67,9 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Logger receives connection events: disconnects, reconnects, errors.
 	Logger *slog.Logger
-	// Options are added to the connection's: credentials and TLS
-	// (package natsauth).
-	Options []nats.Option
+	// NoteCancel, when set, is told of every cancel published (err nil) or
+	// not (the connection refused it), for a counter.
+	NoteCancel func(err error)
 }
 
 // Transport is a transport.Invoker over one NATS connection.
@@ -72,6 +79,7 @@ type Transport struct {
 	subjects subjects
 	inject   func(context.Context, HeaderCarrier)
 	tracer   trace.Tracer
+	noted    func(error)
 }
 
 // instrumentationName names the tracer of the send spans.
@@ -81,7 +89,9 @@ var _ transport.Invoker = (*Transport)(nil)
 
 // New connects to NATS. It does not wait for the server: when none answers
 // yet, it keeps trying in the background (every 250 ms, for ever) and calls
-// fail with UNAVAILABLE until one does.
+// fail with UNAVAILABLE until one does. A server that answers and refuses
+// the gateway's credentials or TLS is an error here, at start, since
+// trying again cannot help.
 func New(cfg Config) (*Transport, error) {
 	if err := natssubject.ValidatePrefix(cfg.SubjectPrefix); err != nil {
 		return nil, fmt.Errorf("nats transport: %w", err)
@@ -89,6 +99,10 @@ func New(cfg Config) (*Transport, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	authOpts, err := natsauth.Options(cfg.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("nats transport: %w", err)
 	}
 	where := redact.URL(cfg.URL)
 	if cfg.Server != nil {
@@ -106,7 +120,6 @@ func New(cfg Config) (*Transport, error) {
 		// NATS, and a restarted server is back within a second.
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
-		nats.RetryOnFailedConnect(true),
 		// No buffering while disconnected: a request then fails at once
 		// with UNAVAILABLE (and is retried once) rather than waiting, out
 		// of sight, for a server that may not come back in time.
@@ -131,11 +144,11 @@ func New(cfg Config) (*Transport, error) {
 			log.Error("nats error", "subject", subject, "error", err)
 		}),
 	}
+	opts = append(opts, authOpts...)
 	if cfg.Server != nil {
 		opts = append(opts, nats.InProcessServer(cfg.Server))
 	}
-	opts = append(opts, cfg.Options...)
-	nc, err := nats.Connect(cfg.URL, opts...)
+	nc, err := connect(cfg.URL, opts, cfg.Server != nil)
 	if err != nil {
 		return nil, fmt.Errorf("nats transport: connect to %s: %w", where, err)
 	}
@@ -144,8 +157,44 @@ func New(cfg Config) (*Transport, error) {
 		where:    where,
 		subjects: subjects{prefix: cfg.SubjectPrefix},
 		inject:   cfg.InjectHeaders,
+		noted:    cfg.NoteCancel,
 		tracer:   tracerProvider(cfg.TracerProvider).Tracer(instrumentationName),
 	}, nil
+}
+
+// ErrRefused marks a connection the server turned away: bad credentials or
+// TLS. Trying again cannot help, so New returns it at once.
+var ErrRefused = errors.New("the NATS server refused the gateway's connection")
+
+// connect makes one attempt at once and fails on a refusal (see refused);
+// on any other failure (the server is not up yet, its name does not
+// resolve yet) it returns a client that keeps trying in the background. A
+// server in this process is up, so its connection can only fail by being
+// refused; it closes the pipe before the client can read why.
+func connect(url string, opts []nats.Option, inProcess bool) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, opts...)
+	switch {
+	case err == nil:
+		return nc, nil
+	case inProcess, refused(err):
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return nats.Connect(url, append(opts, nats.RetryOnFailedConnect(true))...)
+}
+
+// refused reports whether a server answered and turned the client away:
+// bad credentials, or TLS that one side demands or cannot verify. nats.go
+// wraps the TLS failures of its handshake in ErrTLS; an alert the server
+// sends after it (TLS 1.3 checks the client's certificate then) comes as
+// crypto/tls's "remote error".
+func refused(err error) bool {
+	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "remote error" {
+		return true
+	}
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) ||
+		errors.Is(err, nats.ErrTLS) || errors.Is(err, nats.ErrSecureConnRequired) ||
+		errors.Is(err, nats.ErrSecureConnWanted) || errors.Is(err, nats.ErrClientCertOrRootCAsRequired)
 }
 
 // Close closes the connection; calls in flight fail.
@@ -181,11 +230,12 @@ func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Mes
 // call makes one request on subject and decodes the reply into resp. model
 // names the model in messages; it is empty for the server RPCs.
 //
-// The request is bounded by ctx's deadline, which it must have. NATS does
-// not tell a requester that the subscriber it picked went away (a worker
-// killed with SIGKILL silently loses what it held), so such a request waits
-// out its deadline; it is not sent again, since the worker may have run it
-// (at most once; the cancel message tells the others to drop it).
+// The request is bounded by ctx's deadline, which it must have, and by
+// nothing shorter: NATS does not tell a requester that the subscriber it
+// picked went away (a worker killed with SIGKILL silently loses what it
+// held), and nobody can tell such a worker from a slow one, which may be
+// running the request. So a request held by a killed worker waits out its
+// deadline (504) rather than being sent again (transport.Retry).
 func call(ctx context.Context, t *Transport, subject, model string, req, resp proto.Message) (proto.Message, error) {
 	// One span per attempt: a retried request shows both sends.
 	ctx, span := t.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer))
@@ -222,12 +272,13 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 		// nats.go refuses it too: the edge always sets one.
 		return nil, status.Errorf(codes.Internal, "request on %s without a deadline", subject)
 	}
+	// Both the budget and the deadline: the worker takes the earlier of its
+	// receipt time + budget and the deadline, so neither clock skew nor
+	// time queued in NATS makes it work past what the gateway waits for.
 	msg.Header.Set(HeaderTimeout, budgetMillis(time.Until(deadline)))
-	// The absolute deadline too, so that the budget counts from the send
-	// even when the worker receives the request late.
 	msg.Header.Set(HeaderDeadline, strconv.FormatInt(deadline.UnixMilli(), 10))
-	id, ok := transport.RequestID(ctx)
-	if !ok {
+	id := transport.RequestID(ctx) // Retry's, the same on every attempt
+	if id == "" {
 		id = transport.NewRequestID()
 	}
 	msg.Header.Set(HeaderRequestID, id)
@@ -243,9 +294,7 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 	}
 	reply, err := t.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
-		if ctx.Err() != nil && !errors.Is(err, nats.ErrNoResponders) {
-			// The caller gave up (it left, or its deadline passed): tell
-			// the workers, so that one holding the request drops it.
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			t.cancel(id)
 		}
 		return nil, t.explain(ctx, subject, model, err)
@@ -259,6 +308,17 @@ func request(ctx context.Context, t *Transport, subject, model string, req, resp
 	return resp, nil
 }
 
+// cancel tells the workers that nobody waits for request id any more: an
+// empty message on <prefix>.cancel, which every worker subscribes to. It is
+// best effort and does not wait: PublishMsg only buffers, and a worker that
+// has started the request finishes it anyway.
+func (t *Transport) cancel(id string) {
+	err := t.nc.PublishMsg(&nats.Msg{Subject: t.subjects.cancel(), Header: nats.Header{HeaderRequestID: {id}}})
+	if t.noted != nil {
+		t.noted(err)
+	}
+}
+
 // budgetMillis writes a budget in whole milliseconds, rounded up as gRPC
 // rounds grpc-timeout, so that a worker never drops work the gateway is
 // still waiting for.
@@ -268,20 +328,20 @@ func budgetMillis(d time.Duration) string {
 }
 
 // explain turns a failed request into a status: UNAVAILABLE when no worker
-// took it or there was no connection to send it on (Unsent: Retry makes it
-// again); DEADLINE_EXCEEDED when the budget ran out, which is not retried:
-// a worker may be running the request.
+// took it or it could not be sent (both NotSent: Retry makes it again), or
+// when the connection closed under it; DEADLINE_EXCEEDED when the budget ran
+// out.
 func (t *Transport) explain(ctx context.Context, subject, model string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		if model == "" {
-			return transport.Unsent(transport.KindNoResponders, status.Newf(codes.Unavailable,
+			return transport.NotSent(transport.KindNoResponders, status.Newf(codes.Unavailable,
 				"no inference worker is connected to NATS (no responders on %s)", subject))
 		}
 		if t.anyWorker(ctx) {
 			return status.Errorf(codes.NotFound, "unknown model %q: no inference worker serves it (no responders on %s)", model, subject)
 		}
-		return transport.Unsent(transport.KindNoResponders, status.Newf(codes.Unavailable,
+		return transport.NotSent(transport.KindNoResponders, status.Newf(codes.Unavailable,
 			"no inference worker is serving model %q (no responders on %s)", model, subject))
 	case errors.Is(err, context.Canceled):
 		return status.FromContextError(err).Err()
@@ -312,22 +372,16 @@ func (t *Transport) anyWorker(ctx context.Context) bool {
 	return err == nil
 }
 
-// cancel publishes the cancel message of request id on "<prefix>.cancel"
-// (proto/README.md): empty, with the id in tandem-request-id. It is a hint;
-// a failure to send it changes nothing for the caller.
-func (t *Transport) cancel(id string) {
-	msg := &nats.Msg{Subject: t.subjects.cancel(), Header: nats.Header{}}
-	msg.Header.Set(HeaderRequestID, id)
-	_ = t.nc.PublishMsg(msg)
-}
-
-// probeTimeout bounds anyWorker's probe, far above a worker's answer.
+// probeTimeout bounds anyWorker's probe: a live worker answers "live" in
+// well under a millisecond, whatever its inference load.
 const probeTimeout = time.Second
 
-// notConnected is the failure of a request that was never sent: the
-// connection is down (no buffering while reconnecting).
+// notConnected is the error of a request that was never written: the
+// client had no connection, and with no reconnect buffer (ReconnectBufSize
+// -1) nats.go refuses a publish rather than keep it for later.
 func (t *Transport) notConnected() error {
-	return transport.Unsent(transport.KindUnavailable, status.Newf(codes.Unavailable, "not connected to the NATS server (%s); reconnecting", t.where))
+	return transport.NotSent(transport.KindNotSent, status.Newf(codes.Unavailable,
+		"not connected to the NATS server (%s); reconnecting", t.where))
 }
 
 // serviceErrors maps the NATS error codes of proto/README.md to gRPC codes;

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -187,82 +186,60 @@ func TestNoResponders(t *testing.T) {
 }
 
 // A worker that holds a request without answering, as one killed with
-// SIGKILL does: the request fails when its deadline passes, and is not made
-// again, since the worker may be running it (at most once).
+// SIGKILL or one too slow does: the request fails when its deadline passes,
+// and through Retry it is not sent again, since the worker may be running
+// it.
 func TestDeadlines(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
-	var mu sync.Mutex
-	seen := 0
-	startWorker(t, ns.ClientURL(), func(m *nats.Msg) *nats.Msg {
-		mu.Lock()
-		defer mu.Unlock()
-		seen++
-		if seen%2 == 1 {
-			return nil // lost, as by a killed worker
-		}
-		return natstest.Reply(t, &pb.ModelInferResponse{ModelName: "digits"})
-	})
-
-	t.Run("deadline exceeded", func(t *testing.T) {
-		tr := newTransport(t, natstransport.Config{Server: ns})
-		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-		defer cancel()
-		_, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
-		want := "no inference worker answered test.oip.models.digits.infer in time"
-		if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || st.Message() != want {
-			t.Errorf("err = %v, want DEADLINE_EXCEEDED %q", err, want)
-		}
-		mu.Lock()
-		seen = 0
-		mu.Unlock()
-	})
-	t.Run("a request that may have reached a worker is not retried", func(t *testing.T) {
-		w := startWorker(t, ns.ClientURL(), func(*nats.Msg) *nats.Msg { return nil })
-		mu.Lock()
-		seen = 0
-		mu.Unlock()
-		tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), transport.Retry))
-		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-		defer cancel()
-		if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); status.Code(err) != codes.DeadlineExceeded {
-			t.Errorf("err = %v, want DEADLINE_EXCEEDED", err)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if got := seen + len(w.Received()); got != 1 {
-			t.Errorf("the workers got %d attempts, want 1", got)
-		}
-	})
+	w := startWorker(t, ns.ClientURL(), func(*nats.Msg) *nats.Msg { return nil })
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), transport.Retry))
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	_, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
+	want := "no inference worker answered test.oip.models.digits.infer in time"
+	if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || st.Message() != want {
+		t.Errorf("err = %v, want DEADLINE_EXCEEDED %q", err, want)
+	}
+	if n := len(w.Received()); n != 1 {
+		t.Errorf("the worker got the request %d times, want once", n)
+	}
 }
 
-// With no worker at all the first attempt is never sent: Retry makes it
-// again, and it reaches the worker that has come up meanwhile.
-func TestRetryWhenNeverSent(t *testing.T) {
+// A request that found no responders reached no worker: Retry sends it
+// again, and the second attempt reaches the worker that has come up since.
+func TestRetryNoResponders(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
-	first := &firstAttempt{}
-	started := func(next transport.Invoker) transport.Invoker {
+	var w *natstest.Worker
+	first := &firstAttempt{after: func() { w = startWorker(t, ns.ClientURL(), echo(t)) }}
+	var id string // the request's, as Retry set it
+	noteID := func(next transport.Invoker) transport.Invoker {
 		return transport.Wrap(next, func(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
-			resp, err := next.Invoke(ctx, rpc, req)
-			if first.calls == 1 { // after the first attempt, a worker arrives
-				startWorker(t, ns.ClientURL(), echo(t))
-			}
-			return resp, err
+			id = transport.RequestID(ctx)
+			return next.Invoke(ctx, rpc, req)
 		})
 	}
-	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), first.note, started, transport.Retry))
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), first.note, noteID, transport.Retry))
 	resp, err := tr.ModelInfer(bounded(t), &pb.ModelInferRequest{ModelName: "digits"})
 	if err != nil || resp.GetModelName() != "digits" {
 		t.Errorf("ModelInfer = %v, %v; want the second attempt's answer", resp, err)
 	}
-	if !transport.NeverSent(first.err) || first.calls != 2 {
-		t.Errorf("first attempt %v (never sent: %v), %d attempts; want a never-sent first and 2", first.err, transport.NeverSent(first.err), first.calls)
+	if !transport.WasNotSent(first.err) || transport.ErrorKind(first.err) != transport.KindNoResponders {
+		t.Errorf("first attempt: %v, want no responders, not sent", first.err)
+	}
+	if first.calls != 2 || len(w.Received()) != 1 {
+		t.Fatalf("%d attempts, the worker got %d; want 2 and 1", first.calls, len(w.Received()))
+	}
+	if got := w.Received()[0].Header.Get("tandem-request-id"); got != id || id == "" {
+		t.Errorf("the second attempt's tandem-request-id = %q, want the request's %q", got, id)
 	}
 }
 
-// firstAttempt notes the error of the first attempt Retry makes.
+// firstAttempt notes the error of the first attempt Retry makes, and then
+// calls after, if set, before Retry sees the error.
 type firstAttempt struct {
 	err   error
 	calls int
+	after func()
 }
 
 func (f *firstAttempt) note(next transport.Invoker) transport.Invoker {
@@ -270,6 +247,9 @@ func (f *firstAttempt) note(next transport.Invoker) transport.Invoker {
 		resp, err := next.Invoke(ctx, rpc, req)
 		if f.calls == 0 {
 			f.err = err
+			if f.after != nil {
+				f.after()
+			}
 		}
 		f.calls++
 		return resp, err
@@ -301,7 +281,8 @@ func TestMaxPayload(t *testing.T) {
 }
 
 // Headers arrive with the keys as written, lowercase: tandem-timeout with
-// the budget in milliseconds and whatever InjectHeaders adds.
+// the budget in milliseconds, tandem-deadline, tandem-request-id and
+// whatever InjectHeaders adds.
 func TestHeaders(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
 	w := startWorker(t, ns.ClientURL(), echo(t))
@@ -328,6 +309,13 @@ func TestHeaders(t *testing.T) {
 	ms, err := strconv.Atoi(h.Get("tandem-timeout"))
 	if err != nil || ms <= 0 || ms > 5000 {
 		t.Errorf("tandem-timeout = %q, want milliseconds in (0, 5000]", h.Get("tandem-timeout"))
+	}
+	deadline, _ := ctx.Deadline()
+	if got, want := h.Get("tandem-deadline"), strconv.FormatInt(deadline.UnixMilli(), 10); got != want {
+		t.Errorf("tandem-deadline = %q, want the caller's deadline in Unix ms, %s", got, want)
+	}
+	if id := h.Get("tandem-request-id"); len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		t.Errorf("tandem-request-id = %q, want 32 hex digits", id)
 	}
 	for key := range h {
 		if key != strings.ToLower(key) {
@@ -435,54 +423,5 @@ func TestHeaderCarrier(t *testing.T) {
 	}
 	if c.Get("TRACEPARENT") != "a" || len(c.Keys()) != 2 {
 		t.Errorf("Get or Keys do not see what Set wrote: %v", h)
-	}
-}
-
-// Every request carries tandem-deadline (Unix ms) and tandem-request-id
-// (Retry's, the same on both attempts); when the caller gives up before the
-// reply, the id is published on <prefix>.cancel.
-func TestDeadlineRequestIDAndCancel(t *testing.T) {
-	ns := startServer(t, "127.0.0.1:0", 1<<20)
-	w := startWorker(t, ns.ClientURL(), func(m *nats.Msg) *nats.Msg { return nil }) // holds every request
-	cancels := make(chan *nats.Msg, 4)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := nc.Subscribe(prefix+".cancel", func(m *nats.Msg) { cancels <- m }); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), transport.Retry))
-	ctx, cancel := context.WithTimeout(transport.WithRequestID(t.Context()), 500*time.Millisecond)
-	defer cancel()
-	deadline, _ := ctx.Deadline()
-	want, _ := transport.RequestID(ctx)
-	_, err = tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"})
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("err = %v, want DEADLINE_EXCEEDED", err)
-	}
-	msgs := w.Received()
-	if len(msgs) != 1 {
-		t.Fatalf("worker got %d attempts, want 1 (it may be running it)", len(msgs))
-	}
-	id := msgs[0].Header.Get("tandem-request-id")
-	if len(id) != 32 || id != want {
-		t.Errorf("request id %q, want the caller's %q, 32 hex digits", id, want)
-	}
-	ms, err := strconv.ParseInt(msgs[0].Header.Get("tandem-deadline"), 10, 64)
-	if err != nil || ms != deadline.UnixMilli() {
-		t.Errorf("tandem-deadline %q, want %d", msgs[0].Header.Get("tandem-deadline"), deadline.UnixMilli())
-	}
-	select {
-	case m := <-cancels:
-		if got := m.Header.Get("tandem-request-id"); got != id || len(m.Data) != 0 {
-			t.Errorf("cancel for %q with %d bytes, want %q and empty", got, len(m.Data), id)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no cancel message")
 	}
 }

@@ -15,8 +15,10 @@ func (s subjects) server(rpc string) string {
 	return s.prefix + ".server." + rpc
 }
 
-// cancel is the subject of cancel messages: "<prefix>.cancel".
-func (s subjects) cancel() string { return s.prefix + ".cancel" }
+// cancel is the subject of cancels: "<prefix>.cancel".
+func (s subjects) cancel() string {
+	return s.prefix + ".cancel"
+}
 
 // model is the subject of a per-model RPC: "<prefix>.models.<model>.<rpc>".
 // A name that cannot be a subject token names no model a worker can serve.

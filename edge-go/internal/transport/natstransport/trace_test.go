@@ -9,7 +9,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport"
@@ -80,25 +79,15 @@ func TestSendSpan(t *testing.T) {
 }
 
 // A retried request shows both attempts, each its own send span under the
-// same parent, the first one failed.
+// same parent, the first one (no responders) failed.
 func TestRetrySpans(t *testing.T) {
 	ns := startServer(t, "127.0.0.1:0", 1<<20)
-	attempts := 0
-	// No worker for the first attempt (never sent: retried); one for the second.
-	workerAfterFirst := func(next transport.Invoker) transport.Invoker {
-		return transport.Wrap(next, func(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
-			resp, err := next.Invoke(ctx, rpc, req)
-			if attempts++; attempts == 1 {
-				startWorker(t, ns.ClientURL(), echo(t))
-			}
-			return resp, err
-		})
-	}
+	first := &firstAttempt{after: func() { startWorker(t, ns.ClientURL(), echo(t)) }}
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{
 		Server: ns, TracerProvider: tp,
-	}), workerAfterFirst, transport.Retry))
+	}), first.note, transport.Retry))
 
 	ctx, parent := tp.Tracer("test").Start(bounded(t), "parent")
 	if _, err := tr.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits"}); err != nil {
