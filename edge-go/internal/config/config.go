@@ -50,9 +50,12 @@ const (
 	DefaultDrainDelay = 3 * time.Second
 	DefaultLogLevel   = slog.LevelInfo
 
-	// DefaultMaxInFlight is capacity x latency target: about 10k req/s x
-	// 20 ms = 200, rounded up.
-	DefaultMaxInFlight              = 256
+	// DefaultMaxInFlight is sized from capacity x latency target: about
+	// 10k req/s x 20 ms = 200 in flight at steady load, with room (as
+	// Envoy's default max_requests, 1024) for the bursts that coalescing
+	// serves within the target: a thousand callers at once are a few
+	// merged calls. A stalled worker still holds at most this many.
+	DefaultMaxInFlight              = 1024
 	DefaultMaxConnections           = 1024
 	DefaultMaxHeaderBytes           = 64 << 10
 	DefaultGRPCMaxConcurrentStreams = 256

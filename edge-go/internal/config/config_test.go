@@ -34,7 +34,7 @@ func TestLoad(t *testing.T) {
 		ShutdownTimeout:   20 * time.Second,
 		LogLevel:          slog.LevelInfo,
 		DrainDelay:        3 * time.Second,
-		MaxInFlight:       256,
+		MaxInFlight:       1024,
 		MaxConnections:    1024,
 		MaxHeaderBytes:    64 << 10,
 
