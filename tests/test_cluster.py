@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import numpy as np
 import pytest
-from tandem_stack.stack import NatsNode, Stack
+from tandem_stack.stack import NatsNode, Stack, default_workers
 
 from conftest import infer_body, post_concurrently
 
@@ -181,3 +181,13 @@ def test_gateway_node_stops_under_load(digits: Digits, reference: np.ndarray) ->
         assert all(s.process(p).running for p in ("gateway", "inference-py", "inference-py-2"))
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize(
+    ("transport", "cores", "workers"),
+    [("nats", 1, 1), ("nats", 2, 1), ("nats", 8, 7), ("grpc", 8, 1), ("grpc", 1, 1)],
+)
+def test_default_workers(transport: str, cores: int, workers: int) -> None:
+    """make run's default: a core each over NATS, less one for the gateway and
+    nats-server; one over gRPC, whose gateway reaches a single address."""
+    assert default_workers(transport, cores) == workers

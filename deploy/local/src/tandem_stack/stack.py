@@ -65,6 +65,24 @@ def nats_config(passwords: dict[str, str]) -> str:
     return f"authorization {{\n  users = [\n{users}\n  ]\n}}\n"
 
 
+def default_workers(transport: str, cores: int | None = None) -> int:
+    """How many Python workers `make run` starts when WORKERS is not given.
+
+    Over NATS the workers share one queue group, so every core adds capacity:
+    one worker per core, less one core kept for the gateway and nats-server
+    (they share it: both are light next to a model run), and at least one.
+    Over gRPC the gateway reaches one address, so a second worker would sit
+    idle: one, until the gateway balances several addresses. `cores` is the
+    CPUs this process may run on (its affinity, which containers and taskset
+    narrow), not the machine's count.
+    """
+    if transport != "nats":
+        return 1
+    if cores is None:
+        cores = len(os.sched_getaffinity(0))
+    return max(1, cores - 1)
+
+
 def free_port() -> int:
     """A port that was free a moment ago: good enough on a loopback test box."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
