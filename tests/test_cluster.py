@@ -10,11 +10,13 @@ from the NATS services API ($SRV.STATS), as an operator would.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
 import httpx
+import nats
 import numpy as np
 import pytest
 from tandem_stack.stack import NatsNode, Stack, default_workers
@@ -179,6 +181,39 @@ def test_gateway_node_stops_under_load(digits: Digits, reference: np.ndarray) ->
         after = fire(s, digits[0][:64])
         assert own_answers(after, reference) == {200: 64}
         assert all(s.process(p).running for p in ("gateway", "inference-py", "inference-py-2"))
+    finally:
+        s.stop()
+
+
+def refused(url: str) -> bool:
+    """Whether a NATS server turns away a client that brings no credentials."""
+
+    async def attempt() -> bool:
+        try:
+            nc = await nats.connect(url, max_reconnect_attempts=0, allow_reconnect=False)
+        except (nats.errors.Error, OSError):
+            return True
+        await nc.close()
+        return False
+
+    return asyncio.run(attempt())
+
+
+def test_cluster_has_the_single_servers_users() -> None:
+    """Every node runs the auth config of a single server: a worker logged in on one
+    node answers the observer through another, and an anonymous client is refused on
+    each. (The gateway takes no NATS credentials yet: it joins this test when it does.)"""
+    s = Stack(transport="nats", nats_servers=3, workers=0, nats_auth=True)
+    try:
+        s.start_nats()
+        first, second, _ = s.nats_nodes
+        s.start_python("inference-py", nats_url=second.url)
+        s.wait_workers(1)
+        # The observer on node 1 alone: the worker's answer crossed a route.
+        alone = Stack(transport="nats", nats_auth=True, nats_passwords=s.nats_passwords)
+        alone.ports.nats = first.client
+        assert len(alone.service_replies("PING")) == 1
+        assert [refused(n.url) for n in s.nats_nodes] == [True, True, True]
     finally:
         s.stop()
 

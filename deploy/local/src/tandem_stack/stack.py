@@ -424,7 +424,10 @@ class Stack:
                         msg = await sub.next_msg(timeout=0.5)
                     except nats.errors.TimeoutError:
                         return replies
-                    replies.append(json.loads(msg.data))
+                    # With no worker subscribed yet, the server says so (an empty
+                    # no-responders status): that is no answer, not a bad one.
+                    if msg.data:
+                        replies.append(json.loads(msg.data))
             finally:
                 await nc.close()
 
