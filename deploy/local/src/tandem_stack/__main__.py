@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from tandem_stack import demo
-from tandem_stack.stack import TRANSPORTS, Ports, Stack
+from tandem_stack.stack import TRANSPORTS, Ports, Stack, default_workers
 
 
 def _interrupt(*_: object) -> None:
@@ -45,11 +45,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_cmd = sub.add_parser("run", help="run the stack in the foreground until Ctrl-C")
     run_cmd.add_argument("--transport", choices=TRANSPORTS, default="grpc")
-    run_cmd.add_argument("--workers", type=int, default=1, help="Python workers to start")
+    run_cmd.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Python workers to start (default: from the CPUs, see default_workers)",
+    )
     sub.add_parser("demo", help="send held-out digits through the stack, print a trace")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo.main()
+    if args.workers is None:
+        args.workers = default_workers(args.transport)
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     if args.transport == "grpc" and args.workers > 1:

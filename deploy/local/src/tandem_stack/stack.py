@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
@@ -63,6 +64,24 @@ def nats_config(passwords: dict[str, str]) -> str:
         for user, perms in NATS_PERMISSIONS.items()
     )
     return f"authorization {{\n  users = [\n{users}\n  ]\n}}\n"
+
+
+def default_workers(transport: str, cores: int | None = None) -> int:
+    """How many Python workers `make run` starts when WORKERS is not given.
+
+    Over NATS the workers share one queue group, so every core adds capacity:
+    one worker per core, less one core kept for the gateway and nats-server
+    (they share it: both are light next to a model run), and at least one.
+    Over gRPC the gateway reaches one address, so a second worker would sit
+    idle: one, until the gateway balances several addresses. `cores` is the
+    CPUs this process may run on (its affinity, which containers and taskset
+    narrow), not the machine's count.
+    """
+    if transport != "nats":
+        return 1
+    if cores is None:
+        cores = len(os.sched_getaffinity(0))
+    return max(1, cores - 1)
 
 
 def free_port() -> int:
@@ -132,6 +151,33 @@ class Ports:
         return cls(*(free_port() for _ in fields(cls)))
 
 
+@dataclass(frozen=True)
+class NatsNode:
+    """One nats-server of a stack's cluster: its own client, monitoring and route ports."""
+
+    name: str
+    client: int
+    monitor: int
+    cluster: int
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.client}"
+
+    @property
+    def route_url(self) -> str:
+        return f"nats://127.0.0.1:{self.cluster}"
+
+    def monitor_url(self, endpoint: str) -> str:
+        return f"http://127.0.0.1:{self.monitor}/{endpoint}"
+
+
+def monitor_json(url: str) -> dict[str, Any]:
+    """One of nats-server's monitoring endpoints (/routez, /connz, ...), decoded."""
+    with urllib.request.urlopen(url, timeout=2) as r:
+        return dict(json.load(r))
+
+
 @dataclass
 class Stack:
     """The gateway and Python workers, wired together over one transport.
@@ -153,6 +199,9 @@ class Stack:
     # NATS with a user per role and passwords made for this stack alone, as
     # `make run` ships it; False runs an open server (for what needs one).
     nats_auth: bool = True
+    # nats-servers for a standalone NATS: 1, or a cluster of that many on loopback,
+    # routed to one another (every node knows every other's route port).
+    nats_servers: int = 1
     processes: list[Process] = field(default_factory=list)
     # With the gateway's edge on TLS (--tls-cert): how clients, and the
     # readiness check, verify it (and present a client certificate, under mTLS).
@@ -180,10 +229,12 @@ class Stack:
         return ["--nats-user", user], {"TANDEM_NATS_PASSWORD": self.nats_passwords[user]}
 
     def nats_client_url(self, user: str | None = "observer") -> str:
-        """A URL for a client of this stack's NATS; None: with no credentials."""
+        """URLs (comma-separated, one per node) for a client of this stack's NATS;
+        user None: with no credentials."""
         if not self.nats_auth or user is None:
             return self.nats_url
-        return f"nats://{user}:{self.nats_passwords[user]}@127.0.0.1:{self.ports.nats}"
+        secret = self.nats_passwords[user]
+        return ",".join(f"nats://{user}:{secret}@127.0.0.1:{n.client}" for n in self.nats_nodes)
 
     @property
     def rest_url(self) -> str:
@@ -209,7 +260,19 @@ class Stack:
 
     @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.ports.nats}"
+        """Every node's client URL, comma-separated, as --nats-url takes them."""
+        return ",".join(n.url for n in self.nats_nodes)
+
+    @cached_property
+    def nats_nodes(self) -> list[NatsNode]:
+        """The standalone nats-servers: the first on the stack's NATS ports, the rest on
+        free ones; each has a route port for the cluster (unused by a single server)."""
+        first = NatsNode("nats-server", self.ports.nats, self.ports.nats_monitor, free_port())
+        rest = [
+            NatsNode(f"nats-server-{i + 1}", free_port(), free_port(), free_port())
+            for i in range(1, self.nats_servers)
+        ]
+        return [first, *rest]
 
     def process(self, name: str) -> Process:
         (proc,) = [p for p in self.processes if p.name == name]
@@ -235,21 +298,71 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.nats_monitor}/healthz"
 
     def start_nats(self) -> Process:
-        """A standalone nats-server; waits until its /healthz says it is ready."""
-        argv = [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.ports.nats)]
-        argv += ["-m", str(self.ports.nats_monitor)]
+        """The standalone nats-server(s), the first one returned; waits until each one's
+        /healthz says it is ready and, for a cluster, until each routes to every other."""
+        first, *_ = [self.start_nats_node(node) for node in self.nats_nodes]
+        if len(self.nats_nodes) > 1:
+            self.wait_routes()
+        return first
+
+    def start_nats_node(self, node: NatsNode) -> Process:
+        """One node, with the same auth config as a single server.
+
+        Its cluster block (the route listener and the other nodes' routes) is given as
+        flags, with no authorization of its own: routes listen on loopback only, where
+        every process is this stack's. A route is a server, not a client: user
+        permissions do not apply to it, so beyond loopback routes need credentials
+        (or TLS) of their own (deploy/README.md).
+        """
+        argv = [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(node.client)]
+        argv += ["-m", str(node.monitor), "-n", node.name]
+        if len(self.nats_nodes) > 1:
+            others = [n.route_url for n in self.nats_nodes if n != node]
+            argv += ["--cluster_name", "tandem", "--cluster", node.route_url]
+            argv += ["--routes", ",".join(others)]
         if self.nats_auth:
             argv += ["-c", str(self.nats_config_path)]
-        proc = self._spawn("nats-server", argv)
-        wait_healthy(self.nats_health_url, proc, self)
+        proc = self._spawn(node.name, argv)
+        wait_healthy(node.monitor_url("healthz"), proc, self)
         return proc
 
-    def restart_nats(self) -> Process:
-        self.process("nats-server").stop()
-        self.processes = [p for p in self.processes if p.name != "nats-server"]
-        return self.start_nats()
+    def wait_routes(self, timeout: float = 30.0) -> None:
+        """Wait until every running node has routes to every other running node: only then
+        does a subscription on one node reach publishers on the others."""
+        deadline = time.monotonic() + timeout
+        while True:
+            live = [n for n in self.nats_nodes if self.process(n.name).running]
+            if all(len(self.route_peers(n)) == len(live) - 1 for n in live):
+                return
+            if time.monotonic() > deadline:
+                peers = {n.name: sorted(self.route_peers(n)) for n in live}
+                raise TimeoutError(f"NATS routes after {timeout:.0f}s: {peers}\n{self.logs()}")
+            time.sleep(0.1)
 
-    def start_python(self, name: str = "inference-py") -> Process:
+    def route_peers(self, node: NatsNode) -> set[str]:
+        """The names of the nodes `node` has a route to (a pool of connections each)."""
+        try:
+            routes = monitor_json(node.monitor_url("routez")).get("routes") or []
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return set()
+        return {str(r.get("remote_name", r.get("remote_id"))) for r in routes}
+
+    def nats_clients(self, node: NatsNode) -> list[dict[str, Any]]:
+        """The client connections of one node, from its /connz (each has name, lang)."""
+        return list(monitor_json(node.monitor_url("connz")).get("connections") or [])
+
+    def stop_nats_node(self, node: NatsNode) -> int | None:
+        """Stop one node of the cluster; its clients must fail over to the others."""
+        return self.process(node.name).stop()
+
+    def restart_nats(self) -> Process:
+        (node,) = self.nats_nodes  # a cluster's nodes are stopped one at a time instead
+        self.process(node.name).stop()
+        self.processes = [p for p in self.processes if p.name != node.name]
+        return self.start_nats_node(node)
+
+    def start_python(self, name: str = "inference-py", nats_url: str | None = None) -> Process:
+        """One worker; over NATS on `nats_url` (default: every node of the stack's)."""
         argv = [str(PYTHON), "-m", "tandem_inference", "serve"]
         argv += ["--model-repository", str(self.models)]
         first = not any(p.name.startswith("inference-py") for p in self.processes)
@@ -258,14 +371,15 @@ class Stack:
         argv += ["--metrics-addr", metrics]
         env: dict[str, str] = {}
         if self.transport == "nats":
-            argv += ["--serve", "nats", "--nats-url", self.nats_url]
+            argv += ["--serve", "nats", "--nats-url", nats_url or self.nats_url]
             flags, env = self.nats_credentials("worker")
             argv += flags
         else:
             argv += ["--grpc-addr", self.python_grpc_addr]
         return self._spawn(name, argv + list(self.python_args), env)
 
-    def start_gateway(self) -> Process:
+    def start_gateway(self, nats_url: str | None = None) -> Process:
+        """The gateway; over a standalone NATS on `nats_url` (default: every node)."""
         argv = [str(GATEWAY), "--transport", self.transport]
         argv += ["--http-addr", f"127.0.0.1:{self.ports.http}", "--grpc-addr", self.edge_grpc_addr]
         argv += ["--admin-addr", self.admin_addr]
@@ -281,7 +395,7 @@ class Stack:
                 if self.nats_auth:
                     argv += ["--nats-server-config", str(self.nats_config_path)]
             else:
-                argv += ["--nats-url", self.nats_url]
+                argv += ["--nats-url", nats_url or self.nats_url]
             flags, env = self.nats_credentials("gateway")
             argv += flags
         return self._spawn("gateway", argv + list(self.gateway_args), env)
@@ -306,7 +420,8 @@ class Stack:
         """Every NATS worker's answer to `$SRV.<verb>.tandem-inference` (PING, INFO or STATS)."""
 
         async def ask() -> list[dict[str, Any]]:
-            nc = await nats.connect(self.nats_client_url("observer"))
+            # nats-py takes several servers as a list, not as one comma-separated URL.
+            nc = await nats.connect(self.nats_client_url("observer").split(","))
             try:
                 inbox = nc.new_inbox()
                 sub = await nc.subscribe(inbox)
@@ -317,7 +432,10 @@ class Stack:
                         msg = await sub.next_msg(timeout=0.5)
                     except nats.errors.TimeoutError:
                         return replies
-                    replies.append(json.loads(msg.data))
+                    # With no worker subscribed yet, the server says so (an empty
+                    # no-responders status): that is no answer, not a bad one.
+                    if msg.data:
+                        replies.append(json.loads(msg.data))
             finally:
                 await nc.close()
 
@@ -351,8 +469,10 @@ class Stack:
     def stop(self) -> None:
         # The gateway first, so that it never reports a backend that went first;
         # the NATS server last, so that the workers can drain through it.
-        order = {"gateway": 0, "nats-server": 2}
-        for proc in sorted(self.processes, key=lambda p: order.get(p.name, 1)):
+        def rank(proc: Process) -> int:
+            return 0 if proc.name == "gateway" else 2 if proc.name.startswith("nats-server") else 1
+
+        for proc in sorted(self.processes, key=rank):
             proc.stop()
 
     def __enter__(self) -> Self:
