@@ -14,7 +14,8 @@ GATEWAY    := edge-go/bin/gateway
 NATS       := edge-go/bin/nats-server
 LOADGEN    := bench/bin/loadgen
 TRANSPORT  ?= grpc
-WORKERS    ?= 1
+# Empty: derived from the CPUs (tandem_stack.stack.default_workers; README, "Settings").
+WORKERS    ?=
 , := ,
 MODELS     := models/digits/1/model.onnx
 
@@ -22,12 +23,12 @@ GO_SOURCES := $(shell find edge-go -name '*.go' -not -path '*/bin/*' 2>/dev/null
 PY_SOURCES := $(shell find inference-py/src -name '*.py' 2>/dev/null)
 LOADGEN_SOURCES := $(shell find bench/loadgen -name '*.go' 2>/dev/null) bench/loadgen/go.mod bench/loadgen/go.sum
 
-.PHONY: help setup build models proto proto-check lint test test-go fuzz test-py test-e2e bench bench-quick bench-locust soak demo run up down clean
+.PHONY: help setup build k8s-tools models proto proto-check lint test test-go fuzz test-py test-e2e bench bench-quick bench-locust soak demo run up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed build models ## install everything: venv, Go modules and tools, gateway, models
+setup: $(VENV)/.installed build models k8s-tools ## install everything: venv, Go modules and tools, gateway, models
 
 # Long steps say what they do and, after, how long they took: $(call timed,what,command).
 timed = @printf '==> %s\n' '$(1)'; t0=$$(date +%s); $(2); printf '    done in %ss: %s\n' $$(( $$(date +%s) - t0 )) '$(1)'
@@ -51,6 +52,9 @@ $(NATS): edge-go/go.mod edge-go/go.sum
 $(LOADGEN): $(LOADGEN_SOURCES) $(wildcard edge-go/gen/inferencepb/*.go) edge-go/go.mod
 	$(call timed,the load driver ($(LOADGEN)),cd bench/loadgen && go build -o ../bin/loadgen .)
 
+k8s-tools: ## the pinned kustomize that tests/test_deploy.py renders the manifests with
+	$(call timed,kustomize (deploy/k8s/tools),cd deploy/k8s/tools && go tool kustomize version >/dev/null)
+
 models: $(MODELS) ## train the digits MLP and export it for both backends
 
 $(MODELS): $(VENV)/.installed $(PY_SOURCES)
@@ -71,6 +75,7 @@ lint: $(VENV)/.installed proto-check ## gofmt, go vet, ruff, mypy, buf
 	cd edge-go && go vet ./...
 	# loadgen requires edge-go through a replace: its go.mod must follow edge-go's.
 	cd bench/loadgen && go vet ./... && go mod tidy -diff
+	cd deploy/k8s/tools && go mod tidy -diff
 	$(VENV)/bin/ruff check inference-py tests bench deploy/local
 	$(VENV)/bin/ruff format --check inference-py tests bench deploy/local
 	cd inference-py && ../$(VENV)/bin/mypy
@@ -113,8 +118,8 @@ soak: setup ## fixed moderate load for 10 minutes: errors, p99 and every process
 demo: setup ## start the stack, send real digits through it, print predictions and accuracy, stop
 	$(PY) -m tandem_stack demo
 
-run: setup ## run the whole stack in the foreground until Ctrl-C (TRANSPORT=grpc|nats, WORKERS=n)
-	$(PY) -m tandem_stack run --transport $(TRANSPORT) --workers $(WORKERS)
+run: setup ## run the whole stack in the foreground until Ctrl-C (TRANSPORT=grpc|nats; WORKERS=n, default: from the CPUs)
+	$(PY) -m tandem_stack run --transport $(TRANSPORT) $(if $(WORKERS),--workers $(WORKERS))
 
 up: .env ## the stack in containers: NATS, two workers, gateway, Jaeger, Prometheus (needs Docker)
 	docker compose up --build
