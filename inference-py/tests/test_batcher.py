@@ -348,23 +348,7 @@ async def test_an_idle_cheap_model_runs_on_the_event_loop(
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-async def test_requests_that_arrive_together_join_an_inline_batch(
-    onnx: tuple[Backend, ModelConfig], digits: Digits
-) -> None:
-    backend, config = onnx
-    recording = Recording(backend)
-    b = DynamicBatcher(recording, with_policy(config, inline_execute_us=CHEAP_US))
-    try:
-        await b.infer({"pixels": digits[0][:1]})  # measured on the thread
-        rows = rows_of(digits[0], *([1] * 8))
-        await asyncio.gather(*(b.infer({"pixels": r}) for r in rows))
-    finally:
-        b.close()
-    assert b.stats.sizes == {1: 1, 8: 1}
-    assert recording.threads[1:] == [threading.get_ident()]
-
-
-async def test_more_than_a_batch_waiting_goes_to_the_thread(
+async def test_requests_that_arrive_together_batch_on_the_thread(
     onnx: tuple[Backend, ModelConfig], digits: Digits
 ) -> None:
     backend, config = onnx
@@ -372,17 +356,16 @@ async def test_more_than_a_batch_waiting_goes_to_the_thread(
     config = dataclasses.replace(config, max_batch_size=4)
     b = DynamicBatcher(recording, with_policy(config, inline_execute_us=CHEAP_US))
     try:
-        await b.infer({"pixels": digits[0][:1]})
-        rows = rows_of(digits[0], *([1] * 12))
+        await b.infer({"pixels": digits[0][:1]})  # measured on the thread
+        await b.infer({"pixels": digits[0][:1]})  # alone: on the loop
+        rows = rows_of(digits[0], *([1] * 10))
         await asyncio.gather(*(b.infer({"pixels": r}) for r in rows))
     finally:
         b.close()
-    assert b.stats.sizes == {1: 1, 4: 3}
-    # The first batch of 4 left 8 waiting: it ran on the thread, as did the next
-    # (the queue still held a batch behind it); the last one fitted, on the loop.
+    assert b.stats.sizes == {1: 2, 4: 2, 2: 1}
     loop_thread = threading.get_ident()
-    assert loop_thread not in recording.threads[1:3]
-    assert recording.threads[3] == loop_thread
+    assert recording.threads[1] == loop_thread
+    assert loop_thread not in recording.threads[2:]
 
 
 async def test_a_slow_model_and_a_busy_one_stay_on_the_thread(
