@@ -15,9 +15,11 @@
   `rpc.method`, `rpc.response.status_code`), as Go's otelgrpc does: run both sides
   with `OTEL_SEMCONV_STABILITY_OPT_IN=rpc`.
 
-The batcher runs one model call for many requests; each sampled request gets its
-own "queue", "batch" and "execute" spans with the times of its batch, made after
-the batch is done, on the event loop, from monotonic times (`runner.Timing`).
+The batcher runs one model call for many requests; the call gets one set of
+"queue", "batch" and "execute" spans under the first sampled request's span, the
+batch span linking to the others', which link back (batch_spans). They are made
+after the call is done, on the event loop, from monotonic times (`runner.Timing`).
+While spans are exported the GIL switch interval is 0.2 ms (see setup()).
 """
 
 from __future__ import annotations
