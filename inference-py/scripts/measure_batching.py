@@ -39,7 +39,11 @@ if TYPE_CHECKING:
 # name -> (max_batch_size, or None for the model's; the [dynamic_batching] policy)
 POLICIES: dict[str, tuple[int | None, DynamicBatching]] = {
     "no batching (max_batch_size 1)": (1, DynamicBatching()),
-    "delay 0 (the default)": (None, DynamicBatching()),
+    "delay 0, always the thread (inline_execute_us 0)": (
+        None,
+        DynamicBatching(inline_execute_us=0),
+    ),
+    "delay 0, inline under 200 us (the default)": (None, DynamicBatching()),
     "delay 100 us": (None, DynamicBatching(max_queue_delay_us=100)),
     "delay 500 us": (None, DynamicBatching(max_queue_delay_us=500)),
 }
@@ -107,14 +111,22 @@ async def main() -> None:
     parser.add_argument("--model-repository", type=Path, default=Path("models"))
     parser.add_argument("--model", default="digits")
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--policies", help="comma-separated indexes into the policies (default all)"
+    )
+    parser.add_argument("--concurrency", help="comma-separated in-flight counts")
     args = parser.parse_args()
+    chosen = list(POLICIES.items())
+    if args.policies:
+        chosen = [chosen[int(i)] for i in args.policies.split(",")]
+    levels = tuple(int(c) for c in args.concurrency.split(",")) if args.concurrency else CONCURRENCY
 
-    for name, (max_batch_size, policy) in POLICIES.items():
+    for name, (max_batch_size, policy) in chosen:
         repository, batchers = load(args.model_repository, max_batch_size, policy)
         service = InferenceService(repository)
         print(f"\n{args.model}, {name}")
         print("  conc      req/s  rows/run  p50 (us)  p99 (us) largest")
-        for concurrency in CONCURRENCY:
+        for concurrency in levels:
             row = await measure(
                 service, batchers[args.model], args.model, concurrency, args.seconds
             )

@@ -301,3 +301,123 @@ async def test_a_failing_model_fails_only_its_batch(
         b.close()
     assert isinstance(first, RuntimeError)
     assert all(isinstance(r, dict) for r in rest)
+
+
+class Recording(Backend):
+    """The real backend, noting on which thread each call ran; it fails while `fail`."""
+
+    platforms = ("onnxruntime_onnx",)
+    default_filename = "model.onnx"
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.threads: list[int] = []
+        self.fail = False
+
+    @classmethod
+    def load(cls, artifact: Path, config: ModelConfig) -> Recording:
+        raise NotImplementedError("wrap a loaded backend instead")
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.threads.append(threading.get_ident())
+        if self.fail:
+            raise InvalidArgument("the model failed")
+        return self.inner.run(inputs)
+
+
+# So large that any call of the digits model is "cheap": no test depends on a time.
+CHEAP_US = 10_000_000
+
+
+async def test_an_idle_cheap_model_runs_on_the_event_loop(
+    onnx: tuple[Backend, ModelConfig], digits: Digits
+) -> None:
+    backend, config = onnx
+    recording = Recording(backend)
+    b = DynamicBatcher(recording, with_policy(config, inline_execute_us=CHEAP_US))
+    try:
+        results = [await b.infer({"pixels": digits[0][i : i + 1]}) for i in range(4)]
+    finally:
+        b.close()
+    loop_thread = threading.get_ident()
+    # The first call is measured on the model's thread; then the loop runs them.
+    assert recording.threads[0] != loop_thread
+    assert recording.threads[1:] == [loop_thread] * 3
+    expected = backend.run({"pixels": digits[0][:4]})["probabilities"]
+    got = np.concatenate([r["probabilities"] for r in results])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+async def test_requests_that_arrive_together_batch_on_the_thread(
+    onnx: tuple[Backend, ModelConfig], digits: Digits
+) -> None:
+    backend, config = onnx
+    recording = Recording(backend)
+    config = dataclasses.replace(config, max_batch_size=4)
+    b = DynamicBatcher(recording, with_policy(config, inline_execute_us=CHEAP_US))
+    try:
+        await b.infer({"pixels": digits[0][:1]})  # measured on the thread
+        await b.infer({"pixels": digits[0][:1]})  # alone: on the loop
+        rows = rows_of(digits[0], *([1] * 10))
+        await asyncio.gather(*(b.infer({"pixels": r}) for r in rows))
+    finally:
+        b.close()
+    assert b.stats.sizes == {1: 2, 4: 2, 2: 1}
+    loop_thread = threading.get_ident()
+    assert recording.threads[1] == loop_thread
+    assert loop_thread not in recording.threads[2:]
+
+
+async def test_a_slow_model_and_a_busy_one_stay_on_the_thread(
+    onnx: tuple[Backend, ModelConfig], digits: Digits
+) -> None:
+    backend, config = onnx
+    gated = Gated(backend)
+    # Every call of a gated model takes longer than 1 µs: it waits for the test.
+    b = DynamicBatcher(gated, with_policy(config, inline_execute_us=1))
+    try:
+        first = asyncio.ensure_future(b.infer({"pixels": digits[0][:1]}))
+        await asyncio.to_thread(gated.started.wait, 10)
+        # Busy: arrivals queue for the thread's next batch.
+        later = [asyncio.ensure_future(b.infer({"pixels": digits[0][:1]})) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert b.queued == 3
+        gated.gate.set()
+        await asyncio.gather(first, *later)
+        await b.infer({"pixels": digits[0][:1]})
+    finally:
+        b.close()
+    assert b.stats.sizes == {1: 2, 3: 1}
+
+
+async def test_never_inline_when_inline_execute_us_is_0(
+    onnx: tuple[Backend, ModelConfig], digits: Digits
+) -> None:
+    backend, config = onnx
+    recording = Recording(backend)
+    b = DynamicBatcher(recording, with_policy(config, inline_execute_us=0))
+    try:
+        for i in range(3):
+            await b.infer({"pixels": digits[0][i : i + 1]})
+    finally:
+        b.close()
+    assert threading.get_ident() not in recording.threads
+
+
+async def test_an_inline_failure_reaches_its_callers_and_the_next_one_runs(
+    onnx: tuple[Backend, ModelConfig], digits: Digits
+) -> None:
+    backend, config = onnx
+    recording = Recording(backend)
+    b = DynamicBatcher(recording, with_policy(config, inline_execute_us=CHEAP_US))
+    try:
+        await b.infer({"pixels": digits[0][:1]})
+        recording.fail = True
+        with pytest.raises(InvalidArgument, match="the model failed"):
+            await b.infer({"pixels": digits[0][:1]})
+        recording.fail = False
+        result = await b.infer({"pixels": digits[0][:1]})
+    finally:
+        b.close()
+    assert recording.threads[1:] == [threading.get_ident()] * 2
+    assert result["probabilities"].shape == (1, 10)

@@ -7,6 +7,7 @@ runs on a real grpc.aio server, the NATS door against a real nats-server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -28,9 +29,11 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
 from tandem_inference import logs, telemetry
+from tandem_inference.backends import Backend
 from tandem_inference.batcher import DynamicBatcher
 from tandem_inference.grpc_server import GrpcServer
 from tandem_inference.metrics import OTHER_MODEL, MetricsServer
+from tandem_inference.model_config import DynamicBatching, ModelConfig
 from tandem_inference.nats_worker import NatsWorker
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import grpc_service_pb2_grpc as pb_grpc
@@ -404,3 +407,60 @@ async def test_server_timing(service: InferenceService) -> None:
     assert all(v >= 0 for v in parts.values()), header
     assert parts["queue"] + parts["model"] <= parts["service"], header
     assert re.fullmatch(r"queue;dur=[0-9.]+, model;dur=[0-9.]+, service;dur=[0-9.]+", header)
+
+
+async def test_a_batch_of_requests_gets_one_set_of_spans_linked_to_each(
+    model_repository: Path, spans: InMemorySpanExporter
+) -> None:
+    """Three requests in one model call: the first has queue/batch/execute children,
+    its batch span links to the other two, and they link back to it."""
+
+    def factory(backend: Backend, config: ModelConfig) -> DynamicBatcher:
+        # A long delay cut short at 3 rows: the three requests run as one batch.
+        policy = DynamicBatching(max_queue_delay_us=10_000_000, preferred_batch_size=(3,))
+        return DynamicBatcher(backend, dataclasses.replace(config, dynamic_batching=policy))
+
+    repo = ModelRepository(model_repository, runner_factory=factory)
+    repo.load()
+    service = InferenceService(repo)
+    tracer = telemetry.tracer()
+    assert tracer is not None
+
+    async def call(i: int) -> None:
+        with tracer.start_as_current_span(f"request {i}", kind=SpanKind.SERVER):
+            await service.model_infer(raw_request(ZEROS))
+
+    try:
+        await asyncio.gather(*(call(i) for i in range(3)))
+    finally:
+        repo.close()
+    found = spans.get_finished_spans()
+    requests = {s.name: s for s in found if s.name.startswith("request ")}
+    assert len(requests) == 3
+    batch = one(found, "batch")
+    assert batch.parent is not None
+    (lead,) = (s for s in requests.values() if s.context.span_id == batch.parent.span_id)
+    assert_batch_children(found, lead)
+    attributes = batch.attributes or {}
+    assert attributes["messaging.batch.message_count"] == 3
+    assert attributes["tandem.batch_requests"] == 3
+    assert attributes["tandem.batch_size"] == 3
+    others = [s for s in requests.values() if s is not lead]
+    assert {link.context.span_id for link in batch.links} == {s.context.span_id for s in others}
+    for span in others:
+        assert [link.context.span_id for link in span.links] == [batch.context.span_id]
+    assert not lead.links
+
+
+async def test_a_lone_request_has_no_links(
+    service: InferenceService, spans: InMemorySpanExporter
+) -> None:
+    tracer = telemetry.tracer()
+    assert tracer is not None
+    with tracer.start_as_current_span("request", kind=SpanKind.SERVER):
+        await service.model_infer(raw_request(ZEROS))
+    found = spans.get_finished_spans()
+    assert_batch_children(found, one(found, "request"))
+    batch = one(found, "batch")
+    assert not batch.links
+    assert "messaging.batch.message_count" not in (batch.attributes or {})

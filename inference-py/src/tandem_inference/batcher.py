@@ -1,7 +1,8 @@
 """The dynamic batcher: the Runner that merges concurrent requests into one model call.
 
 In the spirit of Triton's dynamic batcher. Each model version gets one queue and
-one executor thread (its "instance"); the event loop never runs the model.
+one executor thread (its "instance"); the event loop runs only a cheap model's
+lone requests (below).
 
 - A request joins the queue only after the service has validated it, so a bad
   request never fails a batch.
@@ -23,6 +24,13 @@ one executor thread (its "instance"); the event loop never runs the model.
   at once with ResourceExhausted. A request whose deadline passed while it waited
   is not run (DeadlineExceeded); one whose caller went away (its future
   cancelled) leaves the queue at once and is never run.
+
+- A lone request for a cheap model runs on the event loop instead: when the model
+  is idle, nothing else waits, and a moving average of its calls' time is under
+  `inline_execute_us` (default 200 µs), the hand-off to the model's thread and back
+  (tens of µs) costs more than the call. The first call always runs on the thread,
+  so a model is measured before it is trusted; a batch of several requests, a busy
+  model and a slow one always use the thread.
 
 Models run with one intra-op thread (the backends' defaults), so the process uses
 one thread per model version for models plus the event loop: throughput comes from
@@ -52,6 +60,8 @@ if TYPE_CHECKING:
     from tandem_inference.model_config import ModelConfig
 
 Outputs = dict[str, np.ndarray]
+# The weight of the latest model call in the moving average of its time.
+EWMA_WEIGHT = 0.2
 
 
 class BatchStats:
@@ -105,11 +115,15 @@ class DynamicBatcher:
         self._preferred = frozenset(policy.preferred_batch_size)
         self._full = max(policy.preferred_batch_size, default=self._max_rows)
         self._max_queue = policy.max_queue_size
+        self._inline_ns = policy.inline_execute_us * 1000
+        # A moving average of the model call's time, once one was measured.
+        self._execute_ns: float | None = None
         self._queue: deque[_Queued] = deque()
         self._queued_rows = 0
         self._busy = False
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
+        self._soon = False
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"tandem-model-{config.name}"
         )
@@ -155,7 +169,13 @@ class DynamicBatcher:
         # A caller that goes away (gRPC cancellation, a NATS cancel) cancels the
         # future: its request leaves the queue at once and is never run.
         queued.future.add_done_callback(functools.partial(self._forget, queued))
-        self._dispatch()
+        if self._busy or self._delay > 0 or not self._cheap():
+            self._dispatch()
+        elif not self._soon:
+            # Dispatch after the callbacks ready now: requests that arrive in this
+            # turn of the loop join the batch (then it goes to the thread).
+            self._soon = True
+            loop.call_soon(self._dispatch_soon)
         return await queued.future
 
     @property
@@ -202,8 +222,27 @@ class DynamicBatcher:
         run = BatchRun(
             rows=sum(q.rows for q in batch), requests=len(batch), taken_ns=time.monotonic_ns()
         )
-        running = loop.run_in_executor(self._executor, self._run, run, [q.inputs for q in batch])
+        inputs = [q.inputs for q in batch]
+        if len(batch) == 1 and not self._queue and self._cheap():
+            # A lone request for a cheap model: run it here, no hand-off. (Batches
+            # of several go to the thread: inline they measured slower under load.)
+            try:
+                outputs = self._run(run, inputs)
+            except Exception as err:  # to the callers, as from the thread
+                self._complete(run, batch, err, [])
+            else:
+                self._complete(run, batch, None, outputs)
+            return
+        running = loop.run_in_executor(self._executor, self._run, run, inputs)
         running.add_done_callback(functools.partial(self._finish, run, batch))
+
+    def _cheap(self) -> bool:
+        """Whether the model's calls have been taking under `inline_execute_us`."""
+        return self._execute_ns is not None and self._execute_ns < self._inline_ns
+
+    def _dispatch_soon(self) -> None:
+        self._soon = False
+        self._dispatch()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -279,22 +318,39 @@ class DynamicBatcher:
     def _finish(
         self, run: BatchRun, batch: list[_Queued], running: asyncio.Future[list[Outputs]]
     ) -> None:
-        """On the loop, when the model's call is done: answer the batch, start the next."""
-        self._busy = False
-        run.done_ns = time.monotonic_ns()
-        self.stats.record(run.rows, run.requests)
-        self._observe(run, batch)
+        """On the loop, when the model's thread is done with the batch."""
         error = (
             Unavailable(f'model "{self._name}" is shutting down')
             if running.cancelled()
             else running.exception()
         )
+        self._complete(run, batch, error, [] if error is not None else running.result())
+
+    def _complete(
+        self,
+        run: BatchRun,
+        batch: list[_Queued],
+        error: BaseException | None,
+        results: list[Outputs],
+    ) -> None:
+        """On the loop, when the model's call is done: answer the batch, start the next."""
+        self._busy = False
+        run.done_ns = time.monotonic_ns()
+        if run.ended_ns:
+            took = run.ended_ns - run.started_ns
+            self._execute_ns = (
+                took
+                if self._execute_ns is None
+                else self._execute_ns + EWMA_WEIGHT * (took - self._execute_ns)
+            )
+        self.stats.record(run.rows, run.requests)
+        self._observe(run, batch)
         if error is not None:
             for queued in batch:
                 if not queued.future.done():
                     queued.future.set_exception(error)
         else:
-            for queued, outputs in zip(batch, running.result(), strict=True):
+            for queued, outputs in zip(batch, results, strict=True):
                 if not queued.future.done():
                     queued.future.set_result(outputs)
         self._dispatch()
@@ -309,6 +365,8 @@ class DynamicBatcher:
             timing = queued.timing
             if timing is not None:
                 timing.queued_ns, timing.batch = queued_ns, run
+                if timing.context is not None:
+                    run.contexts.append(timing.context)
                 if timing.trace_id:
                     exemplar = {"trace_id": timing.trace_id}
                     batch_exemplar = batch_exemplar or exemplar

@@ -27,6 +27,7 @@ The format follows Triton's model configuration, in TOML::
     max_queue_delay_us = 0        # how long a request may wait for others to join it
     preferred_batch_size = []     # batch sizes to cut at, when the queue holds more
     max_queue_size = 1024         # requests waiting beyond this are refused (429)
+    inline_execute_us = 200       # run on the event loop if idle and this cheap (0: never)
 
 Optional: `default_model_filename` (else the backend's default, e.g. model.onnx).
 """
@@ -57,6 +58,9 @@ _KEYS = {
 # No delay by default: a request that finds the model idle runs at once, and under
 # load batches grow by themselves while the previous batch runs (batcher.py).
 DEFAULT_MAX_QUEUE_DELAY_US = 0
+# A model whose calls take less than this (a moving average) runs on the event loop
+# when nothing else waits: cheaper than the hand-off to its thread (batcher.py).
+DEFAULT_INLINE_EXECUTE_US = 200
 # Enough for 8 full batches of the digits model waiting; beyond it a caller is told
 # to back off (429) rather than wait behind work that outlives its deadline.
 DEFAULT_MAX_QUEUE_SIZE = 1024
@@ -78,6 +82,7 @@ class DynamicBatching:
     max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US
     preferred_batch_size: tuple[int, ...] = ()
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    inline_execute_us: int = DEFAULT_INLINE_EXECUTE_US
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +161,12 @@ def _parse(raw: dict[str, Any], folder: str) -> ModelConfig:
 def _dynamic_batching(table: object, max_batch_size: int) -> DynamicBatching:
     if not isinstance(table, dict):
         raise TypeError("dynamic_batching must be a table")
-    unknown = set(table) - {"max_queue_delay_us", "preferred_batch_size", "max_queue_size"}
+    unknown = set(table) - {
+        "max_queue_delay_us",
+        "preferred_batch_size",
+        "max_queue_size",
+        "inline_execute_us",
+    }
     if unknown:
         raise ValueError(f"dynamic_batching: unknown keys {sorted(unknown)}")
     delay = table.get("max_queue_delay_us", DEFAULT_MAX_QUEUE_DELAY_US)
@@ -165,6 +175,9 @@ def _dynamic_batching(table: object, max_batch_size: int) -> DynamicBatching:
     queue_size = table.get("max_queue_size", DEFAULT_MAX_QUEUE_SIZE)
     if not _is_int(queue_size) or queue_size <= 0:
         raise ValueError("dynamic_batching.max_queue_size must be an integer > 0")
+    inline = table.get("inline_execute_us", DEFAULT_INLINE_EXECUTE_US)
+    if not _is_int(inline) or inline < 0:
+        raise ValueError("dynamic_batching.inline_execute_us must be an integer >= 0")
     preferred = table.get("preferred_batch_size", [])
     if not isinstance(preferred, list) or not all(
         _is_int(n) and 0 < n <= max(max_batch_size, 1) for n in preferred
@@ -177,6 +190,7 @@ def _dynamic_batching(table: object, max_batch_size: int) -> DynamicBatching:
         max_queue_delay_us=delay,
         preferred_batch_size=tuple(sorted(set(preferred))),
         max_queue_size=queue_size,
+        inline_execute_us=inline,
     )
 
 

@@ -10,11 +10,12 @@ otherwise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
+    from opentelemetry.trace import SpanContext
 
     from tandem_inference.backends import Backend
     from tandem_inference.model_config import ModelConfig
@@ -31,6 +32,10 @@ class BatchRun:
     started_ns: int = 0  # the model call began (on the model's thread)
     ended_ns: int = 0  # the model call returned
     done_ns: int = 0  # the results were split and handed back (on the loop)
+    # The recorded spans of the requests it ran (their Timing.context): the batch
+    # span links to each; and that span, once the first of them has made it.
+    contexts: list[SpanContext] = field(default_factory=list)
+    span: SpanContext | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -38,10 +43,12 @@ class Timing:
     """How one request went through its runner; the runner fills it in.
 
     `trace_id` is the caller's, when its span is recorded: the runner may use it
-    as an exemplar on the metrics it observes for that request.
+    as an exemplar on the metrics it observes for that request; `context` is that
+    span's, for the batch span's links (`telemetry.timing` fills both).
     """
 
     trace_id: str = ""
+    context: SpanContext | None = None
     queued_ns: int = 0
     batch: BatchRun | None = None
 

@@ -17,7 +17,6 @@ from opentelemetry import trace
 from tandem_inference import __version__, codec, telemetry
 from tandem_inference.errors import Internal, Unavailable
 from tandem_inference.pb import grpc_service_pb2 as pb
-from tandem_inference.runner import Timing
 from tandem_inference.validation import decode_inputs, requested_outputs
 
 if TYPE_CHECKING:
@@ -84,7 +83,7 @@ class InferenceService:
         inputs = decode_inputs(model.config, request)
         wanted = requested_outputs(model.config, request)
         span = trace.get_current_span()
-        timing = Timing(trace_id=telemetry.trace_id(span))
+        timing = telemetry.timing(span)
         results = await model.runner.infer(inputs, deadline, timing)
         response = pb.ModelInferResponse(
             model_name=model.config.name, model_version=model.version, id=request.id

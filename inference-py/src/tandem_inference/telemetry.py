@@ -15,34 +15,37 @@
   `rpc.method`, `rpc.response.status_code`), as Go's otelgrpc does: run both sides
   with `OTEL_SEMCONV_STABILITY_OPT_IN=rpc`.
 
-The batcher runs one model call for many requests; each sampled request gets its
-own "queue", "batch" and "execute" spans with the times of its batch, made after
-the batch is done, on the event loop, from monotonic times (`runner.Timing`).
+The batcher runs one model call for many requests; the call gets one set of
+"queue", "batch" and "execute" spans under the first sampled request's span, the
+batch span linking to the others', which link back (batch_spans). They are made
+after the call is done, on the event loop, from monotonic times (`runner.Timing`).
+While spans are exported the GIL switch interval is 0.2 ms (see setup()).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from tandem_inference import __version__
+from tandem_inference.runner import Timing
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, Tracer
     from opentelemetry.util.types import AttributeValue
-
-    from tandem_inference.runner import Timing
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,9 @@ DEFAULT_SERVICE_NAME = "tandem-inference"
 INSTRUMENTATION = "tandem_inference"
 # The agreed value on both sides of the hop (see the module docstring).
 SEMCONV_STABILITY_OPT_IN = "rpc"
+
+# The GIL switch interval while spans are exported (see setup()).
+SWITCH_INTERVAL_S = 0.0002
 
 _tracer: Tracer | None = None
 
@@ -87,8 +93,13 @@ def setup() -> TracerProvider | None:
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider = TracerProvider(resource=_hashed_once(resource), shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(_exporter(env)))
+    # The exporter's thread encodes spans in Python, holding the GIL for the whole
+    # export; the event loop, each time it gives the GIL up (epoll, a send, the model
+    # thread's hand-off), then waits up to one switch interval to get it back. At the
+    # default 5 ms that stalled a lone request by up to 150 ms (README, Telemetry).
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     trace.set_tracer_provider(provider)
     use(provider)
     log.info(
@@ -100,6 +111,23 @@ def setup() -> TracerProvider | None:
         },
     )
     return provider
+
+
+def _hashed_once(resource: Resource) -> Resource:
+    """`resource`, whose hash is computed once: the OTLP encoder groups the spans of
+    every export by resource, and the SDK's Resource hashes its attributes as JSON
+    each time, a third of the encoding's time (README, Telemetry)."""
+    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
+
+    class HashedOnce(Resource):
+        def __init__(self, resource: Resource) -> None:
+            super().__init__(resource.attributes, resource.schema_url)
+            self._hash = super().__hash__()
+
+        def __hash__(self) -> int:
+            return self._hash
+
+    return HashedOnce(resource)
 
 
 def _exporter(env: Mapping[str, str]) -> SpanExporter:
@@ -208,11 +236,29 @@ def trace_id(span: Span) -> str:
     return format(span.get_span_context().trace_id, "032x") if span.is_recording() else ""
 
 
+def timing(span: Span) -> Timing:
+    """A request's `runner.Timing`, knowing its span when that is recorded."""
+    if not span.is_recording():
+        return Timing()
+    context = span.get_span_context()
+    return Timing(trace_id=format(context.trace_id, "032x"), context=context)
+
+
 def batch_spans(tracer: Tracer, timing: Timing, *, model: str, version: str, backend: str) -> None:
-    """The "queue", "batch" and "execute" children of the current span, from the times
-    the batcher recorded: queued → left the queue → model call → results handed back."""
+    """The batcher's part of one request's trace, from the times it recorded (queued →
+    left the queue → model call → results handed back), made after the fact.
+
+    The first recorded request of a model call gets "queue", "batch" and "execute"
+    children of its (current) span; the batch span links to every other recorded
+    request of the call and counts them in `messaging.batch.message_count`. Each other
+    request's span only links to that batch span: one model call, one set of spans.
+    """
     run = timing.batch
     if run is None:
+        return
+    current = trace.get_current_span()
+    if run.span is not None:
+        current.add_link(run.span, {"tandem.link": "batch"})
         return
     # Monotonic times to wall-clock nanoseconds, from one reading of each clock.
     shift = time.time_ns() - time.monotonic_ns()
@@ -223,11 +269,24 @@ def batch_spans(tracer: Tracer, timing: Timing, *, model: str, version: str, bac
         "tandem.batch_size": run.rows,
         "tandem.batch_requests": run.requests,
     }
+    own = current.get_span_context()
+    links = [Link(c, {"tandem.link": "request"}) for c in run.contexts if c != own]
+    batch_attributes = attributes
+    if run.requests > 1:
+        batch_attributes = {**attributes, "messaging.batch.message_count": run.requests}
     for name, start, end in (
         ("queue", timing.queued_ns, run.taken_ns),
         ("batch", run.taken_ns, run.done_ns),
         ("execute", run.started_ns, run.ended_ns),
     ):
         if end:
-            span = tracer.start_span(name, attributes=attributes, start_time=start + shift)
+            is_batch = name == "batch"
+            span = tracer.start_span(
+                name,
+                attributes=batch_attributes if is_batch else attributes,
+                links=links if is_batch else None,
+                start_time=start + shift,
+            )
             span.end(end_time=max(start, end) + shift)
+            if is_batch:
+                run.span = span.get_span_context()
