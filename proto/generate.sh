@@ -36,7 +36,7 @@ plugins=$(cd "$here/tools" && echo \
   --go_out="$go_out" --go_opt=paths=source_relative \
   --go-grpc_out="$go_out" --go-grpc_opt=paths=source_relative \
   --python_out="$py_out" --pyi_out="$py_out" --grpc_python_out="$py_out" \
-  inference/grpc_service.proto
+  inference/grpc_service.proto inference/model_config.proto
 
 # source_relative keeps the proto's folder; the Go package is the folder itself.
 mv "$go_out"/inference/*.go "$go_out"/ && rmdir "$go_out/inference"
@@ -44,14 +44,16 @@ mv "$go_out"/inference/*.go "$go_out"/ && rmdir "$go_out/inference"
 mv "$py_out"/inference/* "$py_out"/ && rmdir "$py_out/inference"
 sed -i 's/^from inference import \([a-z_]*_pb2\)/from . import \1/' \
   "$py_out/grpc_service_pb2_grpc.py" "$py_out/grpc_service_pb2.py" "$py_out/grpc_service_pb2.pyi"
-# The messages' full names (inference.ModelInferRequest) are
+# model_config.proto declares no service: no gRPC module for it.
+rm "$py_out/model_config_pb2_grpc.py"
+# The messages' full names (inference.ModelInferRequest, inference.ModelConfig) are
 # the OIP's and Triton's, so tritonclient.grpc and kserve register the same names in
 # protobuf's default pool, from files of other names, and whichever is imported
 # second fails ("duplicate symbol"). Tandem's messages go into a pool of their own,
 # so the service, Triton's client and KServe's can share a process (the tests do).
 sed -i -e 's/_descriptor_pool\.Default()/_pool.POOL/' \
   -e 's/^from google\.protobuf\.internal import builder as _builder$/&\nfrom . import _pool/' \
-  "$py_out/grpc_service_pb2.py"
+  "$py_out/grpc_service_pb2.py" "$py_out/model_config_pb2.py"
 cat > "$py_out/_pool.py" <<'PY'
 """The descriptor pool of Tandem's messages, apart from protobuf's default pool
 (proto/generate.sh says why); written by proto/generate.sh."""
