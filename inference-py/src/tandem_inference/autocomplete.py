@@ -16,11 +16,14 @@ missing keys are filled in, and the repository logs what it filled in.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from tandem_inference.errors import ModelConfigError
+from tandem_inference.model_config import CONFIG_FILENAME, parse_config, to_toml
+from tandem_inference.settings import is_subject_token
 
 ONNX_FILENAME = "model.onnx"
 BACKEND = "onnxruntime"
@@ -130,3 +133,27 @@ def _graph(artifact: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return {"name": arg.name, "datatype": datatype, "shape": shape, "symbolic_batch": symbolic}
 
     return [spec(a) for a in session.get_inputs()], [spec(a) for a in session.get_outputs()]
+
+
+def init_model(repository: Path, name: str, source: Path, *, force: bool = False) -> Path:
+    """`init-model`: copy `source` to `<repository>/<name>/1/model.onnx` and write the
+    complete config.toml that auto-complete would serve, for review; returns its path."""
+    if not is_subject_token(name) or "/" in name or name in (".", ".."):
+        raise ModelConfigError(
+            f'model name "{name}": use a folder name without ".", "*", ">", "/" or spaces '
+            "(it is a NATS subject token too)"
+        )
+    if not source.is_file():
+        raise ModelConfigError(f"{source}: no such file")
+    model_dir = repository / name
+    config_path = model_dir / CONFIG_FILENAME
+    artifact = model_dir / "1" / ONNX_FILENAME
+    if not force and (config_path.exists() or artifact.exists()):
+        raise ModelConfigError(f"{model_dir} already holds a model; --force replaces it")
+    # Read the graph before writing anything, so a bad file leaves no half a model.
+    raw, _ = complete({}, model_dir, source)
+    config = parse_config(raw, model_dir)
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, artifact)
+    config_path.write_text(to_toml(config), encoding="utf-8")
+    return config_path
