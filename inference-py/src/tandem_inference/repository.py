@@ -258,6 +258,10 @@ class ModelRepository:
             return [e for e in entries if e.state is ModelState.READY]
         return entries
 
+    def busy(self, name: str) -> int:
+        """Requests to `name` running now (what an unload waits for)."""
+        return self._in_flight[name]
+
     @contextlib.contextmanager
     def in_flight(self, name: str) -> Iterator[None]:
         """Counts a request to `name` while it runs, for unload to wait for."""
