@@ -128,7 +128,9 @@ def test_unusable_repository_exits_1_with_a_json_error(tmp_path: Path) -> None:
     (entry,) = json_lines(result.stderr)
     assert entry["level"] == "error"
     assert entry["error"] == "ModelConfigError"
-    assert entry["msg"] == f"model repository {tmp_path} holds no <model>/config.toml"
+    assert entry["msg"] == (
+        f"model repository {tmp_path} holds no <model>/config.toml nor <model>/1/model.onnx"
+    )
 
 
 def test_bad_flag_value_exits_2() -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import logging
+import shutil
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -648,3 +649,71 @@ async def test_the_worker_serves_over_tls_with_a_client_certificate(
             await w.stop()
     finally:
         server.stop()
+
+
+async def test_triton_extensions_over_nats(nc: Client) -> None:
+    config = await call(
+        nc, "oip.v2.models.digits.config", pb.ModelConfigRequest(), pb.ModelConfigResponse
+    )
+    assert (config.config.name, config.config.max_batch_size) == ("digits", 128)
+    stats = await call(
+        nc, "oip.v2.models.digits.stats", pb.ModelStatisticsRequest(), pb.ModelStatisticsResponse
+    )
+    assert [(s.name, s.version) for s in stats.model_stats] == [("digits", "1")]
+    index = await call(
+        nc, "oip.v2.repository.index", pb.RepositoryIndexRequest(), pb.RepositoryIndexResponse
+    )
+    assert {(m.name, m.state) for m in index.models} == {
+        ("digits", "READY"),
+        ("digits-torch", "READY"),
+    }
+    code, message = await error(
+        nc,
+        "oip.v2.repository.unload",
+        pb.RepositoryModelUnloadRequest(model_name="digits").SerializeToString(),
+    )
+    assert (code, "--model-control explicit" in message) == ("400", True)
+
+
+async def test_unload_and_load_unsubscribe_and_subscribe_the_model(
+    nats_server: NatsServer, model_repository: Path, tmp_path: Path, digits: Digits
+) -> None:
+    shutil.copytree(model_repository / "digits", tmp_path / "digits")
+    repository = ModelRepository(tmp_path)
+    repository.load()
+    service = InferenceService(repository, model_control="explicit")
+    client = await nats.connect(nats_server.url)
+    # A prefix of its own: the module's worker (model control off) serves oip.v2.
+    prefix = "explicit.v2"
+    settings = Settings(nats_url=nats_server.url, nats_subject_prefix=prefix, shutdown_grace_s=10)
+    own = NatsWorker(service, settings)
+    await own.start()
+    await own.set_serving(serving=True)
+    try:
+        request = raw_request(digits[0][:2], "digits")
+        await call(client, f"{prefix}.models.digits.infer", request, pb.ModelInferResponse)
+        await call(
+            client,
+            f"{prefix}.repository.unload",
+            pb.RepositoryModelUnloadRequest(model_name="digits"),
+            pb.RepositoryModelUnloadResponse,
+        )
+        # Nobody serves the model's subjects any more: NATS says so at once.
+        with pytest.raises(nats.errors.NoRespondersError):
+            await client.request(
+                f"{prefix}.models.digits.infer", request.SerializeToString(), timeout=5
+            )
+        await call(
+            client,
+            f"{prefix}.repository.load",
+            pb.RepositoryModelLoadRequest(model_name="digits"),
+            pb.RepositoryModelLoadResponse,
+        )
+        response = await call(
+            client, f"{prefix}.models.digits.infer", request, pb.ModelInferResponse
+        )
+        assert probabilities(response).shape == (2, 10)
+    finally:
+        await own.stop()
+        await client.close()
+        repository.close()

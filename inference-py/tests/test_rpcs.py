@@ -46,7 +46,31 @@ def test_the_table_is_the_proto_service() -> None:
         assert rpc.request_type.DESCRIPTOR is method.input_type
     assert {r.name for r in RPCS if not r.traced} == {"ServerLive", "ServerReady", "ModelReady"}
     assert {r.name for r in RPCS if r.counted} == {"ModelInfer"}
-    assert {r.name for r in RPCS if r.per_model} == {"ModelReady", "ModelMetadata", "ModelInfer"}
+    assert {r.name for r in RPCS if r.per_model} == {
+        "ModelReady",
+        "ModelMetadata",
+        "ModelInfer",
+        "ModelConfig",
+        "ModelStatistics",
+    }
+
+
+def test_the_nats_subjects() -> None:
+    """proto/README.md's table of subjects."""
+    subjects = {rpc.name: rpc.subject("oip.v2", "<model>" if rpc.per_model else "") for rpc in RPCS}
+    assert subjects == {
+        "ServerLive": "oip.v2.server.live",
+        "ServerReady": "oip.v2.server.ready",
+        "ServerMetadata": "oip.v2.server.metadata",
+        "ModelReady": "oip.v2.models.<model>.ready",
+        "ModelMetadata": "oip.v2.models.<model>.metadata",
+        "ModelInfer": "oip.v2.models.<model>.infer",
+        "ModelConfig": "oip.v2.models.<model>.config",
+        "ModelStatistics": "oip.v2.models.<model>.stats",
+        "RepositoryIndex": "oip.v2.repository.index",
+        "RepositoryModelLoad": "oip.v2.repository.load",
+        "RepositoryModelUnload": "oip.v2.repository.unload",
+    }
 
 
 def test_the_model_a_request_names() -> None:

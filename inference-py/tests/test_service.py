@@ -24,7 +24,11 @@ async def test_live_and_ready(service: InferenceService) -> None:
 
 async def test_server_metadata(service: InferenceService) -> None:
     meta = await service.server_metadata(pb.ServerMetadataRequest())
-    assert (meta.name, meta.version, list(meta.extensions)) == (SERVER_NAME, __version__, [])
+    assert (meta.name, meta.version, list(meta.extensions)) == (
+        SERVER_NAME,
+        __version__,
+        ["model_configuration", "model_repository", "statistics"],
+    )
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -72,7 +72,9 @@ async def serve(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, repository: ModelRepository) -> None:
-    doors = front_doors(InferenceService(repository), settings)
+    doors = front_doors(
+        InferenceService(repository, model_control=settings.model_control), settings
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

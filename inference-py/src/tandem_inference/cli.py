@@ -1,14 +1,16 @@
-"""The `tandem-inference` command: `serve` and `build-models`."""
+"""The `tandem-inference` command: `serve`, `build-models` and `init-model`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tandem_inference import __version__, logs
 from tandem_inference.app import serve
+from tandem_inference.autocomplete import init_model
 from tandem_inference.errors import TandemError
 from tandem_inference.settings import Settings, SettingsError
 
@@ -33,6 +35,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     Settings.add_arguments(build, only=("model_repository", "log_level"))
     build.add_argument("--force", action="store_true", help="rebuild even when the artifacts exist")
+    init = commands.add_parser(
+        "init-model",
+        help="bring your own ONNX model: copy it to <repository>/NAME/1/model.onnx and write "
+        "the config.toml read from its graph, for review",
+    )
+    init.add_argument("name", metavar="NAME", help="the model's name (its folder)")
+    init.add_argument(
+        "--from", dest="source", type=Path, required=True, metavar="PATH", help="the .onnx file"
+    )
+    Settings.add_arguments(init, only=("model_repository", "log_level"))
+    init.add_argument("--force", action="store_true", help="replace a model of that name")
     return parser
 
 
@@ -47,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             asyncio.run(serve(settings))
+        elif args.command == "init-model":
+            written = init_model(
+                settings.model_repository, args.name, args.source, force=args.force
+            )
+            log.info("model initialised; review its config", extra={"config": str(written)})
         else:
             # Imported here: training needs torch, which serving ONNX models does not.
             from tandem_inference.train import build_models  # noqa: PLC0415

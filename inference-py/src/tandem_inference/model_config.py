@@ -34,6 +34,7 @@ Optional: `default_model_filename` (else the backend's default, e.g. model.onnx)
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,16 +113,77 @@ class ModelConfig:
 
 def read_config(model_dir: Path) -> ModelConfig:
     """The config of the model in `model_dir`; ModelConfigError says what is wrong and where."""
+    return parse_config(read_raw(model_dir), model_dir)
+
+
+def read_raw(model_dir: Path) -> dict[str, Any]:
+    """`model_dir`'s config.toml as a table, unchecked; empty when there is none (a
+    model whose config the repository completes from its artifact)."""
     path = model_dir / CONFIG_FILENAME
+    if not path.exists():
+        return {}
     try:
         with path.open("rb") as f:
-            raw = tomllib.load(f)
+            return tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ModelConfigError(f"{path}: {err}") from err
+
+
+def parse_config(raw: dict[str, Any], model_dir: Path) -> ModelConfig:
+    """`raw` (a config.toml's table, perhaps completed) checked as the config of the
+    model in `model_dir`."""
     try:
         return _parse(raw, model_dir.name)
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelConfigError(f"{path}: {err}") from err
+        raise ModelConfigError(f"{model_dir / CONFIG_FILENAME}: {err}") from err
+
+
+def to_toml(config: ModelConfig) -> str:
+    """`config` as a complete config.toml (what `init-model` writes for review)."""
+    lines = [
+        f"name = {_toml_str(config.name)}",
+        f"backend = {_toml_str(config.backend)}",
+        f"platform = {_toml_str(config.platform)}",
+        f"max_batch_size = {config.max_batch_size}",
+    ]
+    if config.default_model_filename:
+        lines.append(f"default_model_filename = {_toml_str(config.default_model_filename)}")
+    for key, specs in (("inputs", config.inputs), ("outputs", config.outputs)):
+        for spec in specs:
+            shape = ", ".join(str(d) for d in spec.shape)
+            lines += [
+                "",
+                f"[[{key}]]",
+                f"name = {_toml_str(spec.name)}",
+                f"datatype = {_toml_str(spec.datatype)}",
+                f"shape = [{shape}]",
+            ]
+    if config.options:
+        lines += ["", "[options]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(config.options.items())]
+    policy = config.dynamic_batching
+    preferred = ", ".join(str(n) for n in policy.preferred_batch_size)
+    lines += [
+        "",
+        "[dynamic_batching]",
+        f"max_queue_delay_us = {policy.max_queue_delay_us}",
+        f"preferred_batch_size = [{preferred}]",
+        f"max_queue_size = {policy.max_queue_size}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_str(text: str) -> str:
+    # A TOML basic string is a JSON string for the characters that matter here.
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return _toml_str(str(value))
 
 
 def _parse(raw: dict[str, Any], folder: str) -> ModelConfig:

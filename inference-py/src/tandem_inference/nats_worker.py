@@ -1,12 +1,15 @@
-"""The NATS front door: the six OIP RPCs as a NATS service, per proto/README.md.
+"""The NATS front door: the OIP RPCs as a NATS service, per proto/README.md.
 
 The worker joins the queue group as the NATS service `tandem-inference` (ADR-32,
 via nats.micro), so `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` find it, with one
-endpoint per subject: `<prefix>.server.{live,ready,metadata}` and, per model,
-`<prefix>.models.<model>.{ready,metadata,infer}`. Payloads are the serialized
-protobuf messages; it hands each request to the same InferenceService as the gRPC
-front door and only translates: bytes to messages and back, a TandemError to the
-`Nats-Service-Error` / `Nats-Service-Error-Code` headers with an empty body.
+endpoint per subject: `<prefix>.server.{live,ready,metadata}`,
+`<prefix>.repository.{index,load,unload}` and, per model it serves,
+`<prefix>.models.<model>.{ready,metadata,infer,config,stats}`. A model loaded or
+unloaded at run time (explicit model control) gains or loses its endpoints.
+Payloads are the serialized protobuf messages; it hands each request to the same
+InferenceService as the gRPC front door and only translates: bytes to messages and
+back, a TandemError to the `Nats-Service-Error` / `Nats-Service-Error-Code`
+headers with an empty body.
 
 nats-py runs one subscription's callbacks one at a time, so a callback that
 awaited the model would hold up every later message on its subject. The callback
@@ -98,6 +101,7 @@ class NatsWorker:
         self._connected_once = False
         self._stopping = False
         self._serving = False
+        service.repository.add_listener(self._on_model_change)
 
     @property
     def serving(self) -> bool:
@@ -188,12 +192,7 @@ class NatsWorker:
             ),
         )
         for endpoint in self._endpoints():
-            await self._micro.add_endpoint(
-                name=endpoint.rpc.name,
-                subject=endpoint.subject,
-                handler=functools.partial(self._take, endpoint),
-                metadata={"model": endpoint.model} if endpoint.model else None,
-            )
+            await self._add_endpoint(endpoint)
         await self._nc.flush()
         log.info(
             "nats serving",
@@ -205,22 +204,55 @@ class NatsWorker:
 
     def _endpoints(self) -> list[_Endpoint]:
         prefix = self._settings.nats_subject_prefix
-        endpoints = [
-            _Endpoint(rpc, f"{prefix}.server.{rpc.verb}") for rpc in RPCS if not rpc.per_model
-        ]
-        for model in self._service.repository.model_names:
-            if not is_subject_token(model):
-                log.warning(
-                    "model name is not a NATS subject token; not served over NATS",
-                    extra={"model": model},
-                )
-                continue
-            endpoints += [
-                _Endpoint(rpc, f"{prefix}.models.{model}.{rpc.verb}", model)
-                for rpc in RPCS
-                if rpc.per_model
-            ]
+        endpoints = [_Endpoint(rpc, rpc.subject(prefix)) for rpc in RPCS if not rpc.per_model]
+        for model in self._service.repository.serving_names:
+            endpoints += self._model_endpoints(model)
         return endpoints
+
+    def _model_endpoints(self, model: str) -> list[_Endpoint]:
+        if not is_subject_token(model):
+            log.warning(
+                "model name is not a NATS subject token; not served over NATS",
+                extra={"model": model},
+            )
+            return []
+        prefix = self._settings.nats_subject_prefix
+        return [_Endpoint(rpc, rpc.subject(prefix, model), model) for rpc in RPCS if rpc.per_model]
+
+    async def _add_endpoint(self, endpoint: _Endpoint) -> None:
+        assert self._micro is not None
+        await self._micro.add_endpoint(
+            name=endpoint.rpc.name,
+            subject=endpoint.subject,
+            handler=functools.partial(self._take, endpoint),
+            metadata={"model": endpoint.model} if endpoint.model else None,
+        )
+
+    async def _on_model_change(self, model: str, serving: bool) -> None:
+        """A model loaded (subscribe its subjects) or being unloaded (leave them first,
+        handing over what was delivered, so that its requests go to other workers)."""
+        if self._micro is None or not self._serving or self._nc is None:
+            return
+        subjects = {e.subject for e in self._model_endpoints(model)}
+        # nats.micro has no remove_endpoint; its endpoint list is internal (as in
+        # set_serving), and nats-py is pinned.
+        endpoints = self._micro._endpoints
+        present = [e for e in endpoints if e._subject in subjects]
+        if serving:
+            if not present:
+                for endpoint in self._model_endpoints(model):
+                    await self._add_endpoint(endpoint)
+        else:
+            for endpoint in present:
+                if endpoint._subscription is not None:
+                    await endpoint._subscription.drain()
+                    endpoint._subscription = None
+                endpoints.remove(endpoint)
+        await self._nc.flush()
+        log.info(
+            "nats model subjects " + ("subscribed" if serving else "unsubscribed"),
+            extra={"model": model},
+        )
 
     async def _take(self, endpoint: _Endpoint, msg: Request) -> None:
         """The subscription's callback: note when, hand off, return."""

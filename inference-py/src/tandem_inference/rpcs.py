@@ -1,8 +1,9 @@
-"""The six OIP RPCs once, for every front door: what each is, and how a call ends.
+"""The OIP RPCs (and Triton's extensions) once, for every front door: what each is,
+and how a call ends.
 
 `RPCS` is the one table: each RPC's name, request message, handler on
-InferenceService, NATS subject verb, whether it is traced and whether it is
-counted. `answer` is the one policy every call goes through, on either front
+InferenceService, NATS subject (proto/README.md), whether it is traced and whether
+it is counted. `answer` is the one policy every call goes through, on either front
 door: it runs the call (in a span when tracing is on and the RPC is traced), maps
 any exception to a TandemError (a bug becomes Internal, logged with its
 traceback), sets the span's status and counts the outcome in
@@ -53,8 +54,10 @@ class Rpc:
     handler: Handler
     verb: str  # the last token of its NATS subject (proto/README.md)
     # Per-model RPCs: the request's field naming the model (the NATS subject names
-    # it too); empty for the server-wide ones.
+    # it too, <prefix>.models.<model>.<verb>); empty for the others.
     model_field: str = ""
+    # The others' subject is <prefix>.<group>.<verb>: server or repository.
+    group: str = "server"
     # Health checks are not traced: they would drown the traces that matter.
     traced: bool = True
     # Counted in tandem_inference_requests_total: the inference requests.
@@ -63,6 +66,12 @@ class Rpc:
     @property
     def per_model(self) -> bool:
         return bool(self.model_field)
+
+    def subject(self, prefix: str, model: str = "") -> str:
+        """The NATS subject: <prefix>.models.<model>.<verb> or <prefix>.<group>.<verb>."""
+        if self.per_model:
+            return f"{prefix}.models.{model}.{self.verb}"
+        return f"{prefix}.{self.group}.{self.verb}"
 
     def model(self, request: Message) -> str:
         """The model the request names ("" for the server-wide RPCs)."""
@@ -122,6 +131,44 @@ RPCS: tuple[Rpc, ...] = (
         "infer",
         model_field="model_name",
         counted=True,
+    ),
+    # Triton's extensions (proto/README.md, "Triton's extensions").
+    Rpc(
+        "ModelConfig",
+        pb.ModelConfigRequest,
+        _without_deadline(InferenceService.model_config),
+        "config",
+        model_field="name",
+    ),
+    Rpc(
+        "ModelStatistics",
+        pb.ModelStatisticsRequest,
+        _without_deadline(InferenceService.model_statistics),
+        "stats",
+        model_field="name",
+    ),
+    Rpc(
+        "RepositoryIndex",
+        pb.RepositoryIndexRequest,
+        _without_deadline(InferenceService.repository_index),
+        "index",
+        group="repository",
+    ),
+    # Loading reads and warms a model up and unloading waits for its requests: both
+    # take what they take, whatever the caller's deadline.
+    Rpc(
+        "RepositoryModelLoad",
+        pb.RepositoryModelLoadRequest,
+        _without_deadline(InferenceService.repository_model_load),
+        "load",
+        group="repository",
+    ),
+    Rpc(
+        "RepositoryModelUnload",
+        pb.RepositoryModelUnloadRequest,
+        _without_deadline(InferenceService.repository_model_unload),
+        "unload",
+        group="repository",
     ),
 )
 

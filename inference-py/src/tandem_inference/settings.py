@@ -29,6 +29,10 @@ DEFAULT_SHUTDOWN_GRACE_S = 5.0
 # gRPC's own default is 4 MiB; the gateway accepts bodies up to 8 MiB, and a binary
 # body that size must still fit into one call after the gateway re-encodes it.
 DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
+# Triton's --model-control-mode: none serves the repository as found at start;
+# explicit also lets RepositoryModelLoad/Unload change it (loading runs model code).
+MODEL_CONTROL_MODES = ("none", "explicit")
+DEFAULT_MODEL_CONTROL = "none"
 FRONT_DOORS = ("grpc", "nats")
 DEFAULT_SERVE = "grpc"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -73,6 +77,13 @@ def _log_level(text: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _model_control(text: str) -> str:
+    mode = text.lower()
+    if mode not in MODEL_CONTROL_MODES:
+        raise ValueError(f"{text!r} is not one of {', '.join(MODEL_CONTROL_MODES)}")
+    return mode
 
 
 def _front_doors(text: str) -> str:
@@ -183,6 +194,15 @@ class Settings:
         default=DEFAULT_MAX_MESSAGE_BYTES,
         metadata=_setting(
             "--max-message-bytes", "largest gRPC message received or sent", _positive_int
+        ),
+    )
+    model_control: str = field(
+        default=DEFAULT_MODEL_CONTROL,
+        metadata=_setting(
+            "--model-control",
+            "none, or explicit: RepositoryModelLoad/Unload may load and unload models at "
+            "run time (loading runs the model's code)",
+            _model_control,
         ),
     )
 
