@@ -27,7 +27,6 @@ from tandem_inference.errors import Internal, InvalidArgument, TandemError, Unav
 from tandem_inference.model_stats import Statistics
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.pb import model_config_pb2 as mc
-from tandem_inference.runner import Timing
 from tandem_inference.validation import decode_inputs, requested_outputs
 
 if TYPE_CHECKING:
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 
     from tandem_inference.model_config import ModelConfig, TensorSpec
     from tandem_inference.repository import ModelRepository, ModelVersion
+    from tandem_inference.runner import Timing
 
 SERVER_NAME = "tandem-inference"
 # The response parameter that carries this service's part of the Server-Timing
