@@ -75,6 +75,11 @@ def test_overload_is_refused_at_once(transport: str, digits: Digits) -> None:
                 return early, rest
 
         early, rest = asyncio.run(go())
+        print(
+            f"overload ({transport}): sent {n}, while stalled "
+            f"{dict(Counter(r.status_code for r in early))}, "
+            f"after {dict(Counter(r.status_code for r in rest))}"
+        )
         assert len(early) == n - limit, Counter(r.status_code for r in early)
         assert all(r.status_code == 429 for r in early), Counter(r.status_code for r in early)
         assert all(int(r.headers["retry-after"]) >= 1 for r in early)
@@ -165,7 +170,9 @@ def test_stalled_worker_runs_each_request_once(digits: Digits, reference: np.nda
         asyncio.run(go())
         for i, r in results.items():
             np.testing.assert_allclose(probabilities(r), reference[i : i + 1], atol=1e-5)
-        assert model_runs(s)[1] - rows_before == n
+        executed = model_runs(s)[1] - rows_before
+        print(f"stalled worker: sent {n}, answered {len(results)}, rows executed {executed}")
+        assert executed == n
 
 
 def test_worker_killed_under_load(digits: Digits, reference: np.ndarray) -> None:
@@ -184,6 +191,7 @@ def test_worker_killed_under_load(digits: Digits, reference: np.ndarray) -> None
         )
         assert not victim.running
         codes = Counter(r.status_code for r in responses)
+        print(f"worker killed: sent {n}, answered {dict(codes)}")
         assert set(codes) <= {200, 504}, codes
         assert codes[504] <= concurrency, codes
         for i, r in enumerate(responses):
@@ -243,6 +251,7 @@ def test_gateway_sigterm_drains(digits: Digits) -> None:
         thread.join(30)
         stop.set()
     counts = Counter(outcomes)
+    print(f"gateway SIGTERM: sent {len(outcomes)}, outcomes {dict(counts)}")
     assert set(counts) <= {"200", "refused"}, counts
     assert counts["200"] >= 50
     assert 503 in ready_after_term, ready_after_term
