@@ -88,6 +88,18 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def infer_counts(stack: Stack, model: str = "digits") -> dict[str, int]:
+    """Requests each live NATS worker has taken on a model's infer subject, by service id
+    (the NATS services API's $SRV.STATS)."""
+    subject = f"oip.v2.models.{model}.infer"
+    return {
+        stats["id"]: ep["num_requests"]
+        for stats in stack.service_replies("STATS")
+        for ep in stats["endpoints"]
+        if ep["subject"] == subject
+    }
+
+
 def model_runs(stack: Stack, model: str = "digits") -> tuple[float, float]:
     """(model runs, rows) of a model so far, from the Python service's batch-size histogram."""
     text = httpx.get(f"http://{stack.python_metrics_addr}/metrics", timeout=10).text

@@ -21,10 +21,9 @@ import numpy as np
 import pytest
 from tandem_stack.stack import NatsNode, Stack, default_workers
 
-from conftest import infer_body, post_concurrently
+from conftest import infer_body, infer_counts, post_concurrently
 
 Digits = tuple[np.ndarray, np.ndarray]
-INFER = "oip.v2.models.digits.infer"
 GATEWAY_NAME = "tandem-gateway"
 # In flight at once while a node stops: the most requests that may fail (below).
 CONCURRENCY = 16
@@ -73,16 +72,6 @@ def worker_pid(stack: Stack, name: str) -> str:
     popen = stack.process(name).popen
     assert popen is not None
     return f"pid {popen.pid}"
-
-
-def infer_counts(stack: Stack) -> dict[str, int]:
-    """Requests each live worker has taken on the digits infer subject, by service id."""
-    return {
-        stats["id"]: ep["num_requests"]
-        for stats in stack.service_replies("STATS")
-        for ep in stats["endpoints"]
-        if ep["subject"] == INFER
-    }
 
 
 def fire(

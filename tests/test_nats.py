@@ -14,20 +14,9 @@ import numpy as np
 import pytest
 from tandem_stack.stack import Stack, wait_healthy
 
-from conftest import infer_body, post_concurrently, probabilities
+from conftest import infer_body, infer_counts, post_concurrently, probabilities
 
 Digits = tuple[np.ndarray, np.ndarray]
-INFER = "oip.v2.models.digits.infer"
-
-
-def infer_counts(stack: Stack) -> dict[str, int]:
-    """Requests each live worker has taken on the digits infer subject, by service id."""
-    return {
-        stats["id"]: ep["num_requests"]
-        for stats in stack.service_replies("STATS")
-        for ep in stats["endpoints"]
-        if ep["subject"] == INFER
-    }
 
 
 def fire(
