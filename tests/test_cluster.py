@@ -209,9 +209,9 @@ def test_cluster_has_the_single_servers_users() -> None:
 
 @pytest.mark.parametrize(
     ("transport", "cores", "workers"),
-    [("nats", 1, 1), ("nats", 2, 1), ("nats", 8, 7), ("grpc", 8, 1), ("grpc", 1, 1)],
+    [("nats", 1, 1), ("nats", 2, 1), ("nats", 8, 7), ("grpc", 8, 7), ("grpc", 1, 1)],
 )
 def test_default_workers(transport: str, cores: int, workers: int) -> None:
-    """make run's default: a core each over NATS, less one for the gateway and
-    nats-server; one over gRPC, whose gateway reaches a single address."""
+    """make run's default: a core each, less one for the gateway (and
+    nats-server); over gRPC the gateway balances the workers' addresses."""
     assert default_workers(transport, cores) == workers

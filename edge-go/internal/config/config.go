@@ -143,7 +143,7 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.StringVar(&c.AdminAddr, "admin-addr", DefaultAdminAddr, "host:port of the admin listener: Prometheus /metrics, and /debug/pprof/ with --pprof (empty: none)")
 	fs.BoolVar(&c.PProf, "pprof", false, "serve Go's profiles at /debug/pprof/ on the admin listener")
 	fs.StringVar(&c.Transport, "transport", DefaultTransport, "how to reach the inference service: "+strings.Join(Transports, ", "))
-	fs.StringVar(&c.InferenceAddr, "inference-addr", DefaultInferenceAddr, "with --transport grpc: host:port of the inference service's OIP gRPC endpoint")
+	fs.StringVar(&c.InferenceAddr, "inference-addr", DefaultInferenceAddr, "with --transport grpc: the inference service's OIP gRPC endpoint: host:port; several workers as host:port,host:port; or dns:///name:port (every address the name resolves to); several are balanced round robin over those reporting grpc.health.v1 SERVING")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "with --transport nats: NATS server URLs, comma-separated (empty: run an embedded nats-server)")
 	fs.StringVar(&c.NATSSubjectPrefix, "nats-subject-prefix", DefaultNATSSubjectPrefix, "with --transport nats: the prefix of every subject")
 	fs.StringVar(&c.NATSListen, "nats-listen", DefaultNATSListen, "host:port of the embedded nats-server's client listener, which workers connect to")

@@ -59,8 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers = default_workers(args.transport)
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
-    if args.transport == "grpc" and args.workers > 1:
-        parser.error("--workers above 1 needs --transport nats: the gRPC hop reaches one address")
     return run(args.transport, args.workers)
 
 

@@ -28,7 +28,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
+import grpc
 import nats
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 # The checkout this package lives in (deploy/local/src/tandem_stack): the binaries
 # and models that `make setup` built are found relative to it.
@@ -40,6 +42,8 @@ NATS_SERVER = ROOT / "edge-go" / "bin" / "nats-server"
 ROUTING = ROOT / "edge-go" / "routing.toml"
 MODELS = ROOT / "models"
 TRANSPORTS = ("grpc", "nats")
+# The name the workers report in grpc.health.v1, which the gateway checks.
+GRPC_HEALTH_SERVICE = "inference.GRPCInferenceService"
 
 
 # The NATS users of a stack and what each may do (docs/architecture.md, "NATS
@@ -69,15 +73,14 @@ def nats_config(passwords: dict[str, str]) -> str:
 def default_workers(transport: str, cores: int | None = None) -> int:
     """How many Python workers `make run` starts when WORKERS is not given.
 
-    Over NATS the workers share one queue group, so every core adds capacity:
-    one worker per core, less one core kept for the gateway and nats-server
-    (they share it: both are light next to a model run), and at least one.
-    Over gRPC the gateway reaches one address, so a second worker would sit
-    idle: one, until the gateway balances several addresses. `cores` is the
-    CPUs this process may run on (its affinity, which containers and taskset
-    narrow), not the machine's count.
+    Over NATS the workers share one queue group, and over gRPC each listens on
+    its own port and the gateway balances them round robin, so on either every
+    core adds capacity: one worker per core, less one core kept for the gateway
+    (and nats-server, which shares it: both are light next to a model run),
+    and at least one. `cores` is the CPUs this process may run on (its
+    affinity, which containers and taskset narrow), not the machine's count.
     """
-    if transport != "nats":
+    if transport not in TRANSPORTS:
         return 1
     if cores is None:
         cores = len(os.sched_getaffinity(0))
@@ -208,6 +211,10 @@ class Stack:
     ssl_context: ssl.SSLContext | None = None
     # Each Python worker's /metrics address, by process name.
     metrics_addrs: dict[str, str] = field(default_factory=dict)
+    # Over gRPC, each Python worker's gRPC address, by process name: the first
+    # worker's is ports.python_grpc, later ones free ports; a worker started
+    # again under its name keeps its address (the gateway knows only those).
+    grpc_addrs: dict[str, str] = field(default_factory=dict)
     nats_passwords: dict[str, str] = field(
         default_factory=lambda: {user: secrets.token_urlsafe(24) for user in NATS_PERMISSIONS}
     )
@@ -361,12 +368,30 @@ class Stack:
         self.processes = [p for p in self.processes if p.name != node.name]
         return self.start_nats_node(node)
 
+    @staticmethod
+    def worker_name(i: int) -> str:
+        """The process name of the i-th (from 0) Python worker."""
+        return "inference-py" if i == 0 else f"inference-py-{i + 1}"
+
+    def grpc_addr(self, name: str) -> str:
+        """The gRPC address of the worker `name`, chosen on first use."""
+        if name not in self.grpc_addrs:
+            first = not self.grpc_addrs
+            self.grpc_addrs[name] = self.python_grpc_addr if first else f"127.0.0.1:{free_port()}"
+        return self.grpc_addrs[name]
+
     def start_python(self, name: str = "inference-py", nats_url: str | None = None) -> Process:
-        """One worker; over NATS on `nats_url` (default: every node of the stack's)."""
+        """One worker; over NATS on `nats_url` (default: every node of the stack's).
+
+        A worker that exited may be started again under its name: over gRPC
+        it listens on its old address, where the gateway looks for it."""
+        self.processes = [p for p in self.processes if p.name != name or p.running]
         argv = [str(PYTHON), "-m", "tandem_inference", "serve"]
         argv += ["--model-repository", str(self.models)]
         first = not any(p.name.startswith("inference-py") for p in self.processes)
-        metrics = self.python_metrics_addr if first else f"127.0.0.1:{free_port()}"
+        metrics = self.metrics_addrs.get(name) or (
+            self.python_metrics_addr if first else f"127.0.0.1:{free_port()}"
+        )
         self.metrics_addrs[name] = metrics
         argv += ["--metrics-addr", metrics]
         env: dict[str, str] = {}
@@ -375,7 +400,7 @@ class Stack:
             flags, env = self.nats_credentials("worker")
             argv += flags
         else:
-            argv += ["--grpc-addr", self.python_grpc_addr]
+            argv += ["--grpc-addr", self.grpc_addr(name)]
         return self._spawn(name, argv + list(self.python_args), env)
 
     def start_gateway(self, nats_url: str | None = None) -> Process:
@@ -387,7 +412,9 @@ class Stack:
             argv += ["--routing", str(self.routing)]
         env: dict[str, str] = {}
         if self.transport == "grpc":
-            argv += ["--inference-addr", self.python_grpc_addr]
+            # Every worker's address, so that the gateway balances them.
+            addrs = [self.grpc_addr(self.worker_name(i)) for i in range(max(1, self.workers))]
+            argv += ["--inference-addr", ",".join(addrs)]
         else:
             if self.embedded_nats:
                 argv += ["--nats-listen", f"127.0.0.1:{self.ports.nats}"]
@@ -409,12 +436,27 @@ class Stack:
             # The workers connect to the server inside the gateway: it must be up first.
             wait_healthy(self.nats_health_url, gateway, self)
         for i in range(self.workers):
-            self.start_python("inference-py" if i == 0 else f"inference-py-{i + 1}")
+            self.start_python(self.worker_name(i))
         self.wait_ready(timeout)
+        # Ready means one worker answers; a test of several needs all of them
+        # in the group, or in the gateway's rotation.
         if self.transport == "nats":
-            # Ready means one worker answers; a test of several needs all of them in the group.
             self.wait_workers(self.workers, timeout)
+        elif self.workers > 1:
+            for i in range(self.workers):
+                self.wait_grpc_serving(self.worker_name(i), timeout)
         return self
+
+    def wait_grpc_serving(self, name: str, timeout: float = 90.0) -> None:
+        """Wait until worker `name` reports SERVING over grpc.health.v1 (a plain
+        channel: workers serving gRPC over TLS are not checked this way)."""
+        deadline = time.monotonic() + timeout
+        while not grpc_serving(self.grpc_addr(name)):
+            if not self.process(name).running:
+                raise RuntimeError(f"{name} exited early:\n{self.logs()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not SERVING after {timeout:.0f}s:\n{self.logs()}")
+            time.sleep(0.1)
 
     def service_replies(self, verb: str = "PING") -> list[dict[str, Any]]:
         """Every NATS worker's answer to `$SRV.<verb>.tandem-inference` (PING, INFO or STATS)."""
@@ -485,6 +527,18 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def grpc_serving(addr: str) -> bool:
+    """Whether the worker at `addr` reports the OIP service SERVING."""
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=GRPC_HEALTH_SERVICE), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def healthy(url: str, context: ssl.SSLContext | None = None) -> bool:

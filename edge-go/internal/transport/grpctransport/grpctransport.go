@@ -1,11 +1,15 @@
 // Package grpctransport implements transport.Invoker over gRPC: one
-// long-lived client connection to the inference service's OIP endpoint.
+// long-lived client connection to the inference service's OIP endpoint,
+// balanced round robin over several workers when the address names more
+// than one.
 package grpctransport
 
 import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,8 +17,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	// Registers client-side health checking, which healthCheckConfig asks for.
+	_ "google.golang.org/grpc/health"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -38,9 +46,26 @@ const (
 	keepaliveTimeout = 10 * time.Second
 )
 
+// HealthService is the name the workers report in grpc.health.v1, the
+// OIP service's full name, as the Python service registers it.
+const HealthService = "inference.GRPCInferenceService"
+
+// balancedConfig spreads calls round robin over every address that is
+// connected and reports HealthService SERVING: a worker that is gone,
+// loading or draining (NOT_SERVING) leaves the rotation, and returns to it
+// once it serves again.
+const balancedConfig = `{"loadBalancingConfig":[{"round_robin":{}}],"healthCheckConfig":{"serviceName":"` + HealthService + `"}}`
+
+// staticScheme is the scheme of the in-process resolver for a list of
+// addresses.
+const staticScheme = "tandem-static"
+
 // Config says where the service is.
 type Config struct {
-	// Addr is the service's gRPC target, host:port or any grpc-go target URI.
+	// Addr is the service's gRPC target: host:port (one worker, as before:
+	// pick_first, no health checking); a comma-separated list of host:port
+	// (several workers); or any grpc-go target URI, dns:///name:port (a
+	// Kubernetes headless Service) being balanced over what it resolves to.
 	Addr string
 	// TLS, when set, secures the hop (mTLS when it holds a certificate);
 	// nil: plain TCP, for a loopback or private hop.
@@ -93,11 +118,52 @@ func New(cfg Config) (*Transport, error) {
 			grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes),
 		),
 	}, cfg.DialOptions...)
-	conn, err := grpc.NewClient(cfg.Addr, opts...)
+	target, balanced, err := targetFor(cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, balanced...)
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("grpc transport: client for %q: %w", cfg.Addr, err)
 	}
 	return &Transport{addr: cfg.Addr, conn: conn}, nil
+}
+
+// targetFor is the target to dial for addr and the options that balance
+// over it. One plain host:port keeps pick_first without health checking:
+// with a single worker there is nowhere else to send a call, and a call to
+// a worker reporting NOT_SERVING gets the worker's own answer.
+func targetFor(addr string) (string, []grpc.DialOption, error) {
+	if strings.Contains(addr, ",") {
+		var state resolver.State
+		for a := range strings.SplitSeq(addr, ",") {
+			a = strings.TrimSpace(a)
+			if a == "" {
+				continue
+			}
+			host, _, err := net.SplitHostPort(a)
+			if err != nil || host == "" {
+				return "", nil, fmt.Errorf("grpc transport: %q in %q is not host:port", a, addr)
+			}
+			// ServerName is each worker's TLS name and :authority, as its
+			// host alone would be; --inference-tls-server-name still wins.
+			state.Addresses = append(state.Addresses, resolver.Address{Addr: a, ServerName: host})
+		}
+		if len(state.Addresses) == 0 {
+			return "", nil, fmt.Errorf("grpc transport: no address in %q", addr)
+		}
+		r := manual.NewBuilderWithScheme(staticScheme)
+		r.InitialState(state)
+		return staticScheme + ":///workers", []grpc.DialOption{
+			grpc.WithResolvers(r),
+			grpc.WithDefaultServiceConfig(balancedConfig),
+		}, nil
+	}
+	if strings.Contains(addr, ":///") {
+		return addr, []grpc.DialOption{grpc.WithDefaultServiceConfig(balancedConfig)}, nil
+	}
+	return addr, nil, nil
 }
 
 // Close closes the client connection; calls in flight fail with CANCELED.
