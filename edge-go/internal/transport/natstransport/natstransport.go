@@ -249,8 +249,10 @@ func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Mes
 // loaded model's subject in turn, and joins the answers. Each model's
 // counts are those of the one worker that answered on its subject, as for
 // a single model's statistics; a model unloaded in between is left out.
+// Each of those requests has a request id of its own: a worker answers an
+// id it has seen with that id's first reply.
 func (t *Transport) allStatistics(ctx context.Context, req proto.Message) (proto.Message, error) {
-	idx, err := call(ctx, t, t.subjects.repository(verbs[transport.RepositoryIndex]), "",
+	idx, err := call(transport.WithNewRequestID(ctx), t, t.subjects.repository(verbs[transport.RepositoryIndex]), "",
 		&pb.RepositoryIndexRequest{Ready: true}, &pb.RepositoryIndexResponse{})
 	if err != nil {
 		return nil, err
@@ -270,7 +272,7 @@ func (t *Transport) allStatistics(ctx context.Context, req proto.Message) (proto
 		if err != nil {
 			continue // a name no worker can serve over NATS
 		}
-		resp, err := call(ctx, t, subject, m.GetName(),
+		resp, err := call(transport.WithNewRequestID(ctx), t, subject, m.GetName(),
 			&pb.ModelStatisticsRequest{Name: m.GetName(), Version: version}, &pb.ModelStatisticsResponse{})
 		if status.Code(err) == codes.NotFound {
 			continue // unloaded since the index

@@ -9,6 +9,7 @@ import (
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/natstest"
+	"github.com/tandem-ml/tandem/edge-go/internal/transport"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/natstransport"
 )
 
@@ -37,7 +38,8 @@ func TestTritonExtensions(t *testing.T) {
 		}
 		return natstest.ErrorReply("INTERNAL", "unexpected "+m.Subject)
 	})
-	tr := newTransport(t, natstransport.Config{Server: ns})
+	// Under Retry, as the gateway runs it: one request id for the call.
+	tr := transport.NewClient(transport.Chain(newInvoker(t, natstransport.Config{Server: ns}), transport.Retry))
 	ctx := bounded(t)
 
 	subjects := func() []string {
@@ -78,6 +80,13 @@ func TestTritonExtensions(t *testing.T) {
 	}
 	if _, err := tr.RepositoryModelUnload(ctx, &pb.RepositoryModelUnloadRequest{ModelName: "digits"}); err != nil {
 		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, m := range w.Received() {
+		ids[m.Header.Get(natstransport.HeaderRequestID)] = true
+	}
+	if len(ids) != len(w.Received()) {
+		t.Errorf("%d request ids for %d requests: a worker would answer a repeated id with its first reply", len(ids), len(w.Received()))
 	}
 	expect(prefix+".models.digits.config", prefix+".models.torch.stats",
 		prefix+".repository.index", prefix+".models.digits.stats", prefix+".models.torch.stats",
