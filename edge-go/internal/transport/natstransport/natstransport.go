@@ -239,7 +239,38 @@ func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Mes
 	if err != nil {
 		return nil, err
 	}
-	return call(ctx, t, subject, model, req, rpc.NewResponse())
+	resp, err := call(ctx, t, subject, model, req, rpc.NewResponse())
+	var u unserved
+	if rpc == transport.ModelReady && errors.As(err, &u) && t.inRepository(ctx, model) {
+		// A model in the repository that no worker has loaded (unloaded,
+		// or not loaded under --model-control explicit) is not ready, as
+		// over gRPC, rather than unknown.
+		return &pb.ModelReadyResponse{Ready: false}, nil
+	}
+	return resp, err
+}
+
+// unserved is the NOT_FOUND of a model subject nobody subscribes while
+// some worker is connected: a model no worker has loaded.
+type unserved struct{ st *status.Status }
+
+func (u unserved) Error() string              { return u.st.Err().Error() }
+func (u unserved) GRPCStatus() *status.Status { return u.st }
+
+// inRepository reports whether the repository index (of one worker) lists
+// model, loaded or not.
+func (t *Transport) inRepository(ctx context.Context, model string) bool {
+	idx, err := call(transport.WithNewRequestID(ctx), t, t.subjects.repository(verbs[transport.RepositoryIndex]), "",
+		&pb.RepositoryIndexRequest{}, &pb.RepositoryIndexResponse{})
+	if err != nil {
+		return false
+	}
+	for _, m := range idx.(*pb.RepositoryIndexResponse).GetModels() {
+		if m.GetName() == model {
+			return true
+		}
+	}
+	return false
 }
 
 // allStatistics answers ModelStatistics for every model (an empty name).
@@ -397,7 +428,7 @@ func (t *Transport) explain(ctx context.Context, subject, model string, err erro
 				"no inference worker is connected to NATS (no responders on %s)", subject))
 		}
 		if t.anyWorker(ctx) {
-			return status.Errorf(codes.NotFound, "unknown model %q: no inference worker serves it (no responders on %s)", model, subject)
+			return unserved{status.Newf(codes.NotFound, "unknown model %q: no inference worker serves it (no responders on %s)", model, subject)}
 		}
 		return transport.NotSent(transport.KindNoResponders, status.Newf(codes.Unavailable,
 			"no inference worker is serving model %q (no responders on %s)", model, subject))

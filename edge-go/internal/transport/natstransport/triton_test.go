@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
@@ -91,4 +93,36 @@ func TestTritonExtensions(t *testing.T) {
 	expect(prefix+".models.digits.config", prefix+".models.torch.stats",
 		prefix+".repository.index", prefix+".models.digits.stats", prefix+".models.torch.stats",
 		prefix+".repository.load", prefix+".repository.unload")
+}
+
+// A model in the repository whose subjects nobody serves (unloaded) is not
+// ready; one the repository does not know is NOT_FOUND.
+func TestModelReadyUnloaded(t *testing.T) {
+	ns := startServer(t, "127.0.0.1:0", 1<<20)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	for subject, reply := range map[string]proto.Message{
+		prefix + ".server.live":      &pb.ServerLiveResponse{Live: true},
+		prefix + ".repository.index": &pb.RepositoryIndexResponse{Models: []*pb.RepositoryIndexResponse_ModelIndex{{Name: "off", State: "UNAVAILABLE", Reason: "unloaded"}}},
+	} {
+		if _, err := nc.QueueSubscribe(subject, natstest.QueueGroup, func(m *nats.Msg) {
+			_ = m.RespondMsg(natstest.Reply(t, reply))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransport(t, natstransport.Config{Server: ns})
+	resp, err := tr.ModelReady(bounded(t), &pb.ModelReadyRequest{Name: "off"})
+	if err != nil || resp.GetReady() {
+		t.Errorf("unloaded model: %v %v, want not ready", resp, err)
+	}
+	if _, err := tr.ModelReady(bounded(t), &pb.ModelReadyRequest{Name: "nope"}); status.Code(err) != codes.NotFound {
+		t.Errorf("unknown model: %v, want NOT_FOUND", err)
+	}
 }
