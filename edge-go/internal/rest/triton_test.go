@@ -3,7 +3,10 @@ package rest
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
+	"github.com/tandem-ml/tandem/edge-go/internal/auth"
 	"github.com/tandem-ml/tandem/edge-go/internal/transport/transporttest"
 )
 
@@ -208,6 +212,59 @@ func TestModelOfPath(t *testing.T) {
 		r := httptest.NewRequest("GET", path, nil)
 		if got := modelOfPath(r); got != want {
 			t.Errorf("%s: %q, want %q", path, got, want)
+		}
+	}
+}
+
+// A key scoped to some models may load, unload, configure and count those
+// only; the index and every model's statistics take any key.
+func TestTritonExtensionsScopes(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(file, []byte("scoped-key-000000 digits\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.Load(nil, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{
+		Transport: &transporttest.Double{
+			RepositoryIndexFunc: func(context.Context, *pb.RepositoryIndexRequest) (*pb.RepositoryIndexResponse, error) {
+				return &pb.RepositoryIndexResponse{}, nil
+			},
+			RepositoryModelLoadFunc: func(context.Context, *pb.RepositoryModelLoadRequest) (*pb.RepositoryModelLoadResponse, error) {
+				return &pb.RepositoryModelLoadResponse{}, nil
+			},
+			ModelStatisticsFunc: func(context.Context, *pb.ModelStatisticsRequest) (*pb.ModelStatisticsResponse, error) {
+				return &pb.ModelStatisticsResponse{}, nil
+			},
+		},
+		Logger: slog.New(slog.DiscardHandler), Timeout: time.Second, Version: "test",
+		MaxBodyBytes: testMaxBody, MaxMessageBytes: testMaxMessage, Keys: keys,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		method, path, key string
+		want              int
+	}{
+		{"POST", "/v2/repository/models/digits/load", "scoped-key-000000", 200},
+		{"POST", "/v2/repository/models/other/load", "scoped-key-000000", 403},
+		{"POST", "/v2/repository/models/digits/load", "", 401},
+		{"POST", "/v2/repository/index", "scoped-key-000000", 200},
+		{"POST", "/v2/repository/index", "", 401},
+		{"GET", "/v2/models/stats", "scoped-key-000000", 200},
+		{"GET", "/v2/models/other/stats", "scoped-key-000000", 403},
+	} {
+		r := httptest.NewRequest(tt.method, tt.path, nil)
+		if tt.key != "" {
+			r.Header.Set("Authorization", "Bearer "+tt.key)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tt.want {
+			t.Errorf("%s %s with key %q: %d %s, want %d", tt.method, tt.path, tt.key, w.Code, w.Body, tt.want)
 		}
 	}
 }
