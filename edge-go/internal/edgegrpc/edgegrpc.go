@@ -122,7 +122,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // end by themselves.
 func (s *Server) Close() error { return graceful.GRPC(s.grpc).Close() }
 
-// service implements the six OIP RPCs.
+// service implements the six OIP RPCs and five of Triton's extensions.
 type service struct {
 	pb.UnimplementedGRPCInferenceServiceServer
 	tr       transport.Client
@@ -167,6 +167,32 @@ func (s *service) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*p
 	}
 	_ = grpc.SetTrailer(ctx, metadata.Pairs(strings.ToLower(servertiming.Header), timing.Value()))
 	return resp, nil
+}
+
+// ModelConfig, ModelStatistics and the repository's RPCs are Triton's
+// extensions, forwarded as they are. The auth interceptor has checked the
+// model scope of those that name a model (ModelStatistics of every model,
+// RepositoryIndex: any key). A load or unload is made at most once: Retry
+// sends a call again only when no worker received it.
+
+func (s *service) ModelConfig(ctx context.Context, req *pb.ModelConfigRequest) (*pb.ModelConfigResponse, error) {
+	return forward(ctx, s.tr.ModelConfig, req)
+}
+
+func (s *service) ModelStatistics(ctx context.Context, req *pb.ModelStatisticsRequest) (*pb.ModelStatisticsResponse, error) {
+	return forward(ctx, s.tr.ModelStatistics, req)
+}
+
+func (s *service) RepositoryIndex(ctx context.Context, req *pb.RepositoryIndexRequest) (*pb.RepositoryIndexResponse, error) {
+	return forward(ctx, s.tr.RepositoryIndex, req)
+}
+
+func (s *service) RepositoryModelLoad(ctx context.Context, req *pb.RepositoryModelLoadRequest) (*pb.RepositoryModelLoadResponse, error) {
+	return forward(ctx, s.tr.RepositoryModelLoad, req)
+}
+
+func (s *service) RepositoryModelUnload(ctx context.Context, req *pb.RepositoryModelUnloadRequest) (*pb.RepositoryModelUnloadResponse, error) {
+	return forward(ctx, s.tr.RepositoryModelUnload, req)
 }
 
 // forward makes one call through the transport. Status codes pass through;

@@ -71,6 +71,21 @@ func (d *double) invoker() *transporttest.Double {
 			return &pb.ModelMetadataResponse{Name: req.GetName(), Versions: []string{"1"}}, d.note(ctx)
 		},
 		ModelInferFunc: d.modelInfer,
+		ModelConfigFunc: func(ctx context.Context, req *pb.ModelConfigRequest) (*pb.ModelConfigResponse, error) {
+			return &pb.ModelConfigResponse{Config: &pb.ModelConfig{Name: req.GetName(), MaxBatchSize: 8}}, d.note(ctx)
+		},
+		ModelStatisticsFunc: func(ctx context.Context, req *pb.ModelStatisticsRequest) (*pb.ModelStatisticsResponse, error) {
+			return &pb.ModelStatisticsResponse{ModelStats: []*pb.ModelStatistics{{Name: req.GetName(), InferenceCount: 3}}}, d.note(ctx)
+		},
+		RepositoryIndexFunc: func(ctx context.Context, _ *pb.RepositoryIndexRequest) (*pb.RepositoryIndexResponse, error) {
+			return &pb.RepositoryIndexResponse{Models: []*pb.RepositoryIndexResponse_ModelIndex{{Name: "digits", Version: "1", State: "READY"}}}, d.note(ctx)
+		},
+		RepositoryModelLoadFunc: func(ctx context.Context, _ *pb.RepositoryModelLoadRequest) (*pb.RepositoryModelLoadResponse, error) {
+			return &pb.RepositoryModelLoadResponse{}, d.note(ctx)
+		},
+		RepositoryModelUnloadFunc: func(ctx context.Context, _ *pb.RepositoryModelUnloadRequest) (*pb.RepositoryModelUnloadResponse, error) {
+			return &pb.RepositoryModelUnloadResponse{}, d.note(ctx)
+		},
 	}
 }
 
@@ -149,6 +164,21 @@ func TestRPCs(t *testing.T) {
 		{"ModelInfer", func() (proto.Message, error) {
 			return client.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "digits", Id: "7"})
 		}, &pb.ModelInferResponse{ModelName: "digits", Id: "7"}, true},
+		{"ModelConfig", func() (proto.Message, error) {
+			return client.ModelConfig(ctx, &pb.ModelConfigRequest{Name: "digits"})
+		}, &pb.ModelConfigResponse{Config: &pb.ModelConfig{Name: "digits", MaxBatchSize: 8}}, true},
+		{"ModelStatistics", func() (proto.Message, error) {
+			return client.ModelStatistics(ctx, &pb.ModelStatisticsRequest{Name: "digits"})
+		}, &pb.ModelStatisticsResponse{ModelStats: []*pb.ModelStatistics{{Name: "digits", InferenceCount: 3}}}, true},
+		{"RepositoryIndex", func() (proto.Message, error) {
+			return client.RepositoryIndex(ctx, &pb.RepositoryIndexRequest{})
+		}, &pb.RepositoryIndexResponse{Models: []*pb.RepositoryIndexResponse_ModelIndex{{Name: "digits", Version: "1", State: "READY"}}}, true},
+		{"RepositoryModelLoad", func() (proto.Message, error) {
+			return client.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: "digits"})
+		}, &pb.RepositoryModelLoadResponse{}, true},
+		{"RepositoryModelUnload", func() (proto.Message, error) {
+			return client.RepositoryModelUnload(ctx, &pb.RepositoryModelUnloadRequest{ModelName: "digits"})
+		}, &pb.RepositoryModelUnloadResponse{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

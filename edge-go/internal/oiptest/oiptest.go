@@ -47,7 +47,7 @@ func (s *Server) Stop() {
 	<-s.done
 }
 
-// service serves the six RPCs from an Invoker.
+// service serves the six RPCs and Triton's five from an Invoker.
 type service struct {
 	pb.UnimplementedGRPCInferenceServiceServer
 	c transport.Client
@@ -75,4 +75,24 @@ func (s service) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest
 
 func (s service) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 	return s.c.ModelInfer(ctx, req)
+}
+
+func (s service) ModelConfig(ctx context.Context, req *pb.ModelConfigRequest) (*pb.ModelConfigResponse, error) {
+	return s.c.ModelConfig(ctx, req)
+}
+
+func (s service) ModelStatistics(ctx context.Context, req *pb.ModelStatisticsRequest) (*pb.ModelStatisticsResponse, error) {
+	return s.c.ModelStatistics(ctx, req)
+}
+
+func (s service) RepositoryIndex(ctx context.Context, req *pb.RepositoryIndexRequest) (*pb.RepositoryIndexResponse, error) {
+	return s.c.RepositoryIndex(ctx, req)
+}
+
+func (s service) RepositoryModelLoad(ctx context.Context, req *pb.RepositoryModelLoadRequest) (*pb.RepositoryModelLoadResponse, error) {
+	return s.c.RepositoryModelLoad(ctx, req)
+}
+
+func (s service) RepositoryModelUnload(ctx context.Context, req *pb.RepositoryModelUnloadRequest) (*pb.RepositoryModelUnloadResponse, error) {
+	return s.c.RepositoryModelUnload(ctx, req)
 }

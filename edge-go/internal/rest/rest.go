@@ -34,7 +34,9 @@ const ServerName = "tandem"
 
 // Extensions lists the OIP extensions the gateway implements, for GET /v2
 // and the edge gRPC ServerMetadata.
-var Extensions = []string{"binary_tensor_data"}
+// Triton's model_configuration, model_repository and statistics are the
+// inference service's, forwarded.
+var Extensions = append([]string{"binary_tensor_data"}, tritonExtensions...)
 
 // headerBinaryLength marks a request body that carries binary tensor data
 // after its JSON header (OIP's binary tensor extension).
@@ -92,7 +94,16 @@ func New(cfg Config) (*Handler, error) {
 		h.mux.HandleFunc("GET "+model, h.modelMetadata)
 		h.mux.HandleFunc("GET "+model+"/ready", h.modelReady)
 		h.mux.HandleFunc("POST "+model+"/infer", h.infer)
+		h.mux.HandleFunc("GET "+model+"/config", h.modelConfig)
+		h.mux.HandleFunc("GET "+model+"/stats", h.modelStats)
 	}
+	// Triton's extensions (triton.go). GET /v2/models/stats is every
+	// model's statistics: the mux prefers it, the more specific pattern, to
+	// the metadata of a model named "stats".
+	h.mux.HandleFunc("GET /v2/models/stats", h.modelStats)
+	h.mux.HandleFunc("POST /v2/repository/index", h.repositoryIndex)
+	h.mux.HandleFunc("POST /v2/repository/models/{model}/load", h.repositoryLoad)
+	h.mux.HandleFunc("POST /v2/repository/models/{model}/unload", h.repositoryUnload)
 	// Outermost first: the log line and count see what recovery answered,
 	// and a request is checked (URL, key, rate) before it is routed.
 	h.logged = logRequests(edge.Observer{Log: cfg.Logger, Metrics: cfg.Metrics},
@@ -101,6 +112,7 @@ func New(cfg Config) (*Handler, error) {
 				cfg.Keys.HTTP(
 					rateLimit(cfg.Rate, cfg.Metrics, http.HandlerFunc(h.route)),
 					auth.HTTPConfig{
+						ModelOf:    modelOfPath,
 						Refused:    func(_ *http.Request, model string, o auth.Outcome) { cfg.Metrics.Refused(model, o.String()) },
 						WriteError: writeError,
 					}))))

@@ -301,7 +301,7 @@ func TestHealthAndMetadata(t *testing.T) {
 		status       int
 		body         string // exact, or for errors a prefix of the message
 	}{
-		{"GET", "/v2", 200, `{"name":"tandem","version":"test","extensions":["binary_tensor_data"]}`},
+		{"GET", "/v2", 200, `{"name":"tandem","version":"test","extensions":["binary_tensor_data","model_configuration","model_repository","statistics"]}`},
 		{"GET", "/v2/health/live", 200, `{"live":true}`},
 		{"GET", "/v2/health/ready", 200, `{"ready":true}`},
 		{"GET", "/v2/models/digits", 200, digitsMeta},

@@ -44,3 +44,10 @@ func NewRequestID() string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
 	return hex.EncodeToString(b[:])
 }
+
+// WithNewRequestID returns ctx carrying a new request id, even when ctx has
+// one: for each of the several requests that one call is made of (a worker
+// answers a request id it has seen with its first reply).
+func WithNewRequestID(ctx context.Context) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, &requestID{})
+}

@@ -19,6 +19,11 @@ import (
 // codes are answers, not failures to reach one, and are returned as they
 // are.
 //
+// The same rule makes Retry safe for RepositoryModelLoad and
+// RepositoryModelUnload, which change a worker and are not idempotent in
+// effect: only an attempt that no worker received is made again, so a load
+// or unload is never run twice by the gateway.
+//
 // Both attempts share the caller's deadline and request id (RequestID), so
 // that a worker can tell them for one request.
 func Retry(next Invoker) Invoker {

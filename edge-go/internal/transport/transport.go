@@ -1,6 +1,6 @@
 // Package transport is how the gateway reaches the inference service. Every
-// hop (gRPC, NATS) is an Invoker: one method that makes any of the six OIP
-// calls. What is done around every call (retry, counting failures,
+// hop (gRPC, NATS) is an Invoker: one method that makes any of the OIP
+// calls (the six of the specification and five of Triton's extensions). What is done around every call (retry, counting failures,
 // coalescing, limits) is a Middleware, one function each, stacked by Chain;
 // the handlers call the stack through the typed Client.
 //
@@ -28,7 +28,7 @@ import (
 	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 )
 
-// RPC names one of the six OIP calls.
+// RPC names one of the OIP calls.
 type RPC uint8
 
 // The OIP calls, as GRPCInferenceService names them.
@@ -39,6 +39,12 @@ const (
 	ModelReady
 	ModelMetadata
 	ModelInfer
+	// Triton's extensions (proto/README.md).
+	ModelConfig
+	ModelStatistics // an empty name: every model
+	RepositoryIndex
+	RepositoryModelLoad
+	RepositoryModelUnload
 )
 
 var rpcs = [...]struct {
@@ -51,6 +57,15 @@ var rpcs = [...]struct {
 	ModelReady:     {"ModelReady", pb.GRPCInferenceService_ModelReady_FullMethodName, func() proto.Message { return &pb.ModelReadyResponse{} }},
 	ModelMetadata:  {"ModelMetadata", pb.GRPCInferenceService_ModelMetadata_FullMethodName, func() proto.Message { return &pb.ModelMetadataResponse{} }},
 	ModelInfer:     {"ModelInfer", pb.GRPCInferenceService_ModelInfer_FullMethodName, func() proto.Message { return &pb.ModelInferResponse{} }},
+	ModelConfig:    {"ModelConfig", pb.GRPCInferenceService_ModelConfig_FullMethodName, func() proto.Message { return &pb.ModelConfigResponse{} }},
+	ModelStatistics: {"ModelStatistics", pb.GRPCInferenceService_ModelStatistics_FullMethodName,
+		func() proto.Message { return &pb.ModelStatisticsResponse{} }},
+	RepositoryIndex: {"RepositoryIndex", pb.GRPCInferenceService_RepositoryIndex_FullMethodName,
+		func() proto.Message { return &pb.RepositoryIndexResponse{} }},
+	RepositoryModelLoad: {"RepositoryModelLoad", pb.GRPCInferenceService_RepositoryModelLoad_FullMethodName,
+		func() proto.Message { return &pb.RepositoryModelLoadResponse{} }},
+	RepositoryModelUnload: {"RepositoryModelUnload", pb.GRPCInferenceService_RepositoryModelUnload_FullMethodName,
+		func() proto.Message { return &pb.RepositoryModelUnloadResponse{} }},
 }
 
 func (r RPC) String() string {
@@ -67,13 +82,22 @@ func (r RPC) FullMethod() string { return rpcs[r].method }
 func (r RPC) NewResponse() proto.Message { return rpcs[r].newResponse() }
 
 // PerModel reports whether the call is about one model (ModelReady,
-// ModelMetadata, ModelInfer) rather than the server.
-func (r RPC) PerModel() bool { return r >= ModelReady }
+// ModelMetadata, ModelInfer, ModelConfig, ModelStatistics) rather than the
+// server or the repository. A ModelStatistics request with an empty name
+// asks for every model: it is server-wide (ModelOf is "").
+func (r RPC) PerModel() bool { return r >= ModelReady && r <= ModelStatistics }
 
-// ModelOf is the model a request names, "" for the server calls.
+// ModelOf is the model a request names, "" for the server calls, the
+// repository index and statistics of every model. A load or unload names
+// its model too (it is not PerModel: it goes to the repository), so that a
+// key scoped to some models may only load and unload those.
 func ModelOf(req proto.Message) string {
 	switch req := req.(type) {
 	case *pb.ModelInferRequest:
+		return req.GetModelName()
+	case *pb.RepositoryModelLoadRequest:
+		return req.GetModelName()
+	case *pb.RepositoryModelUnloadRequest:
 		return req.GetModelName()
 	case interface{ GetName() string }:
 		return req.GetName()
@@ -159,6 +183,26 @@ func (c Client) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest)
 
 func (c Client) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 	return invoke[*pb.ModelInferResponse](ctx, c.inv, ModelInfer, req)
+}
+
+func (c Client) ModelConfig(ctx context.Context, req *pb.ModelConfigRequest) (*pb.ModelConfigResponse, error) {
+	return invoke[*pb.ModelConfigResponse](ctx, c.inv, ModelConfig, req)
+}
+
+func (c Client) ModelStatistics(ctx context.Context, req *pb.ModelStatisticsRequest) (*pb.ModelStatisticsResponse, error) {
+	return invoke[*pb.ModelStatisticsResponse](ctx, c.inv, ModelStatistics, req)
+}
+
+func (c Client) RepositoryIndex(ctx context.Context, req *pb.RepositoryIndexRequest) (*pb.RepositoryIndexResponse, error) {
+	return invoke[*pb.RepositoryIndexResponse](ctx, c.inv, RepositoryIndex, req)
+}
+
+func (c Client) RepositoryModelLoad(ctx context.Context, req *pb.RepositoryModelLoadRequest) (*pb.RepositoryModelLoadResponse, error) {
+	return invoke[*pb.RepositoryModelLoadResponse](ctx, c.inv, RepositoryModelLoad, req)
+}
+
+func (c Client) RepositoryModelUnload(ctx context.Context, req *pb.RepositoryModelUnloadRequest) (*pb.RepositoryModelUnloadResponse, error) {
+	return invoke[*pb.RepositoryModelUnloadResponse](ctx, c.inv, RepositoryModelUnload, req)
 }
 
 // Close closes the Invoker.

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	pb "github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 	"github.com/tandem-ml/tandem/edge-go/internal/natsauth"
 	"github.com/tandem-ml/tandem/edge-go/internal/natssubject"
 	"github.com/tandem-ml/tandem/edge-go/internal/redact"
@@ -204,18 +205,32 @@ func (t *Transport) Close() error {
 }
 
 // verbs end the subject of each RPC (proto/README.md): the server's
-// "<prefix>.server.<verb>" and the models' "<prefix>.models.<model>.<verb>".
+// "<prefix>.server.<verb>", the models' "<prefix>.models.<model>.<verb>"
+// and the repository's "<prefix>.repository.<verb>".
 var verbs = [...]string{
-	transport.ServerLive:     "live",
-	transport.ServerReady:    "ready",
-	transport.ServerMetadata: "metadata",
-	transport.ModelReady:     "ready",
-	transport.ModelMetadata:  "metadata",
-	transport.ModelInfer:     "infer",
+	transport.ServerLive:            "live",
+	transport.ServerReady:           "ready",
+	transport.ServerMetadata:        "metadata",
+	transport.ModelReady:            "ready",
+	transport.ModelMetadata:         "metadata",
+	transport.ModelInfer:            "infer",
+	transport.ModelConfig:           "config",
+	transport.ModelStatistics:       "stats",
+	transport.RepositoryIndex:       "index",
+	transport.RepositoryModelLoad:   "load",
+	transport.RepositoryModelUnload: "unload",
 }
 
 // Invoke makes one request on the subject of rpc and decodes the reply.
 func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Message) (proto.Message, error) {
+	switch rpc {
+	case transport.RepositoryIndex, transport.RepositoryModelLoad, transport.RepositoryModelUnload:
+		return call(ctx, t, t.subjects.repository(verbs[rpc]), "", req, rpc.NewResponse())
+	case transport.ModelStatistics:
+		if transport.ModelOf(req) == "" {
+			return t.allStatistics(ctx, req)
+		}
+	}
 	if !rpc.PerModel() {
 		return call(ctx, t, t.subjects.server(verbs[rpc]), "", req, rpc.NewResponse())
 	}
@@ -224,7 +239,81 @@ func (t *Transport) Invoke(ctx context.Context, rpc transport.RPC, req proto.Mes
 	if err != nil {
 		return nil, err
 	}
-	return call(ctx, t, subject, model, req, rpc.NewResponse())
+	resp, err := call(ctx, t, subject, model, req, rpc.NewResponse())
+	var u unserved
+	if rpc == transport.ModelReady && errors.As(err, &u) && t.inRepository(ctx, model) {
+		// A model in the repository that no worker has loaded (unloaded,
+		// or not loaded under --model-control explicit) is not ready, as
+		// over gRPC, rather than unknown.
+		return &pb.ModelReadyResponse{Ready: false}, nil
+	}
+	return resp, err
+}
+
+// unserved is the NOT_FOUND of a model subject nobody subscribes while
+// some worker is connected: a model no worker has loaded.
+type unserved struct{ st *status.Status }
+
+func (u unserved) Error() string              { return u.st.Err().Error() }
+func (u unserved) GRPCStatus() *status.Status { return u.st }
+
+// inRepository reports whether the repository index (of one worker) lists
+// model, loaded or not.
+func (t *Transport) inRepository(ctx context.Context, model string) bool {
+	idx, err := call(transport.WithNewRequestID(ctx), t, t.subjects.repository(verbs[transport.RepositoryIndex]), "",
+		&pb.RepositoryIndexRequest{}, &pb.RepositoryIndexResponse{})
+	if err != nil {
+		return false
+	}
+	for _, m := range idx.(*pb.RepositoryIndexResponse).GetModels() {
+		if m.GetName() == model {
+			return true
+		}
+	}
+	return false
+}
+
+// allStatistics answers ModelStatistics for every model (an empty name).
+// There is no server-wide statistics subject: a worker counts only what it
+// served, and the models may be spread over workers. So the gateway asks
+// the repository index (of one worker) which models are loaded, then each
+// loaded model's subject in turn, and joins the answers. Each model's
+// counts are those of the one worker that answered on its subject, as for
+// a single model's statistics; a model unloaded in between is left out.
+// Each of those requests has a request id of its own: a worker answers an
+// id it has seen with that id's first reply.
+func (t *Transport) allStatistics(ctx context.Context, req proto.Message) (proto.Message, error) {
+	idx, err := call(transport.WithNewRequestID(ctx), t, t.subjects.repository(verbs[transport.RepositoryIndex]), "",
+		&pb.RepositoryIndexRequest{Ready: true}, &pb.RepositoryIndexResponse{})
+	if err != nil {
+		return nil, err
+	}
+	version := ""
+	if r, ok := req.(*pb.ModelStatisticsRequest); ok {
+		version = r.GetVersion()
+	}
+	all := &pb.ModelStatisticsResponse{}
+	seen := map[string]bool{}
+	for _, m := range idx.(*pb.RepositoryIndexResponse).GetModels() {
+		if seen[m.GetName()] || m.GetState() != "READY" {
+			continue
+		}
+		seen[m.GetName()] = true
+		subject, err := t.subjects.model(m.GetName(), verbs[transport.ModelStatistics])
+		if err != nil {
+			continue // a name no worker can serve over NATS
+		}
+		resp, err := call(transport.WithNewRequestID(ctx), t, subject, m.GetName(),
+			&pb.ModelStatisticsRequest{Name: m.GetName(), Version: version}, &pb.ModelStatisticsResponse{})
+		if status.Code(err) == codes.NotFound {
+			continue // unloaded since the index
+		}
+		if err != nil {
+			return nil, err
+		}
+		all.ModelStats = append(all.ModelStats, resp.(*pb.ModelStatisticsResponse).GetModelStats()...)
+	}
+	return all, nil
 }
 
 // call makes one request on subject and decodes the reply into resp. model
@@ -339,7 +428,7 @@ func (t *Transport) explain(ctx context.Context, subject, model string, err erro
 				"no inference worker is connected to NATS (no responders on %s)", subject))
 		}
 		if t.anyWorker(ctx) {
-			return status.Errorf(codes.NotFound, "unknown model %q: no inference worker serves it (no responders on %s)", model, subject)
+			return unserved{status.Newf(codes.NotFound, "unknown model %q: no inference worker serves it (no responders on %s)", model, subject)}
 		}
 		return transport.NotSent(transport.KindNoResponders, status.Newf(codes.Unavailable,
 			"no inference worker is serving model %q (no responders on %s)", model, subject))

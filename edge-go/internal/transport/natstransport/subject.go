@@ -15,6 +15,11 @@ func (s subjects) server(rpc string) string {
 	return s.prefix + ".server." + rpc
 }
 
+// repository is the subject of a repository RPC: "<prefix>.repository.<rpc>".
+func (s subjects) repository(rpc string) string {
+	return s.prefix + ".repository." + rpc
+}
+
 // cancel is the subject of cancels: "<prefix>.cancel".
 func (s subjects) cancel() string {
 	return s.prefix + ".cancel"

@@ -24,7 +24,13 @@ type Double struct {
 	ModelReadyFunc     func(context.Context, *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error)
 	ModelMetadataFunc  func(context.Context, *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error)
 	ModelInferFunc     func(context.Context, *pb.ModelInferRequest) (*pb.ModelInferResponse, error)
-	CloseFunc          func() error
+	// Triton's extensions: nil answers UNIMPLEMENTED.
+	ModelConfigFunc           func(context.Context, *pb.ModelConfigRequest) (*pb.ModelConfigResponse, error)
+	ModelStatisticsFunc       func(context.Context, *pb.ModelStatisticsRequest) (*pb.ModelStatisticsResponse, error)
+	RepositoryIndexFunc       func(context.Context, *pb.RepositoryIndexRequest) (*pb.RepositoryIndexResponse, error)
+	RepositoryModelLoadFunc   func(context.Context, *pb.RepositoryModelLoadRequest) (*pb.RepositoryModelLoadResponse, error)
+	RepositoryModelUnloadFunc func(context.Context, *pb.RepositoryModelUnloadRequest) (*pb.RepositoryModelUnloadResponse, error)
+	CloseFunc                 func() error
 }
 
 var _ transport.Invoker = (*Double)(nil)
@@ -50,6 +56,16 @@ func (d *Double) Invoke(ctx context.Context, rpc transport.RPC, req proto.Messag
 			return nil, status.Error(codes.Unimplemented, "method ModelInfer not implemented")
 		}
 		return call(ctx, d.ModelInferFunc, req, nil)
+	case transport.ModelConfig:
+		return extension(ctx, rpc, d.ModelConfigFunc, req)
+	case transport.ModelStatistics:
+		return extension(ctx, rpc, d.ModelStatisticsFunc, req)
+	case transport.RepositoryIndex:
+		return extension(ctx, rpc, d.RepositoryIndexFunc, req)
+	case transport.RepositoryModelLoad:
+		return extension(ctx, rpc, d.RepositoryModelLoadFunc, req)
+	case transport.RepositoryModelUnload:
+		return extension(ctx, rpc, d.RepositoryModelUnloadFunc, req)
 	}
 	return nil, status.Errorf(codes.Unimplemented, "%v", rpc)
 }
@@ -60,6 +76,13 @@ func (d *Double) Close() error {
 		return d.CloseFunc()
 	}
 	return nil
+}
+
+func extension[Req, Resp proto.Message](ctx context.Context, rpc transport.RPC, f func(context.Context, Req) (Resp, error), req proto.Message) (proto.Message, error) {
+	if f == nil {
+		return nil, status.Errorf(codes.Unimplemented, "method %v not implemented", rpc)
+	}
+	return call(ctx, f, req, *new(Resp))
 }
 
 func call[Req, Resp proto.Message](ctx context.Context, f func(context.Context, Req) (Resp, error), req proto.Message, dflt Resp) (proto.Message, error) {
