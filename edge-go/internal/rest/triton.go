@@ -6,6 +6,7 @@ package rest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,25 +123,22 @@ func (h *Handler) repositoryIndex(w http.ResponseWriter, r *http.Request) {
 // repositoryUnload .../unload, whose optional body is {"parameters": {...}}:
 // 200 with an empty body once done.
 func (h *Handler) repositoryLoad(w http.ResponseWriter, r *http.Request) {
-	params, err := h.repositoryParameters(w, r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	ctx, cancel, err := h.callContext(r, 0)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	defer cancel()
-	if _, err := h.tr.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: r.PathValue("model"), Parameters: params}); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	writeEmpty(w)
+	h.repositoryChange(w, r, func(ctx context.Context, model string, params map[string]*pb.ModelRepositoryParameter) error {
+		_, err := h.tr.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: model, Parameters: params})
+		return err
+	})
 }
 
 func (h *Handler) repositoryUnload(w http.ResponseWriter, r *http.Request) {
+	h.repositoryChange(w, r, func(ctx context.Context, model string, params map[string]*pb.ModelRepositoryParameter) error {
+		_, err := h.tr.RepositoryModelUnload(ctx, &pb.RepositoryModelUnloadRequest{ModelName: model, Parameters: params})
+		return err
+	})
+}
+
+// repositoryChange is what load and unload share: the optional parameters,
+// the call's context, and 200 with an empty body once change is done.
+func (h *Handler) repositoryChange(w http.ResponseWriter, r *http.Request, change func(context.Context, string, map[string]*pb.ModelRepositoryParameter) error) {
 	params, err := h.repositoryParameters(w, r)
 	if err != nil {
 		writeError(w, r, err)
@@ -152,7 +150,7 @@ func (h *Handler) repositoryUnload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	if _, err := h.tr.RepositoryModelUnload(ctx, &pb.RepositoryModelUnloadRequest{ModelName: r.PathValue("model"), Parameters: params}); err != nil {
+	if err := change(ctx, r.PathValue("model"), params); err != nil {
 		writeError(w, r, err)
 		return
 	}
