@@ -80,8 +80,9 @@ def _train() -> tuple[DigitsMLP, float]:
     x = torch.from_numpy(data.x_train) / PIXEL_MAX
     y = torch.from_numpy(data.y_train)
     model.train()
-    for _ in range(EPOCHS):
+    for epoch in range(1, EPOCHS + 1):
         order = torch.randperm(len(x), generator=generator)
+        total = 0.0
         for start in range(0, len(x), BATCH_SIZE):
             rows = order[start : start + BATCH_SIZE]
             optimizer.zero_grad()
@@ -89,6 +90,11 @@ def _train() -> tuple[DigitsMLP, float]:
             loss = nn.functional.cross_entropy(model.logits(x[rows]), y[rows])
             loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
             optimizer.step()
+            total += loss.detach().item() * len(rows)
+        # Progress for `make setup`: a line every few epochs, and the last.
+        if epoch % 10 == 0 or epoch == EPOCHS:
+            mean_loss = round(total / len(x), 4)
+            log.info("epoch", extra={"epoch": f"{epoch}/{EPOCHS}", "loss": mean_loss})
     model.eval()
     with torch.inference_mode():
         predicted = model(torch.from_numpy(data.x_heldout)).argmax(dim=1).numpy()
