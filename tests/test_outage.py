@@ -38,7 +38,8 @@ def test_service_down_then_back(own_stack: Stack) -> None:
         assert c.get("/v2/health/ready").status_code == 503
         assert c.get("/v2/health/live").status_code == 200
 
-        own_stack.start_python("inference-py-again")
+        # Under its old name: over gRPC it listens where the gateway looks for it.
+        own_stack.start_python("inference-py")
         own_stack.wait_ready()
         assert probabilities(c.post("/v2/models/digits/infer", json=infer_body(ZEROS))).shape == (
             1,
