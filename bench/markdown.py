@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from summary import HOP_PLOT, LocustSummary, PhasesSummary, SameCpu, Summary
+from summary import (
+    HOP_PLOT,
+    TIERS,
+    WORKER_BOUND_PCT,
+    LocustSummary,
+    PhasesSummary,
+    SameCpu,
+    ScalingMode,
+    ScalingSummary,
+    Summary,
+)
 
 # Mean CPU of other processes during the sweep above which the summary warns.
 NOISY_OTHERS_PCT = 10.0
@@ -161,6 +171,9 @@ def render(summary: Summary) -> str:
         lines.append("")
     if same_cpu:
         lines += _same_cpu_section(same_cpu, st["bound_ms"])
+    scaling = summary.get("scaling")
+    if scaling:
+        lines += scaling_markdown(scaling, int(str(summary["machine"]["cpus"] or 1)))
     lines += _phases_markdown(summary.get("phases", {}))
     lines += [
         "## Plots",
@@ -380,3 +393,130 @@ def render_locust(summary: LocustSummary) -> str:
         lines += ["", "Locust's reports: " + reports]
         lines += ["and likewise for each scenario." if len(scenarios) > 1 else "", ""]
     return "\n".join(lines)
+
+
+_TIER_NAMES = {"gateway": "the gateway's CPU", "python": "Python", "nats-server": "nats-server"}
+
+
+def _mode_label(mode: ScalingMode) -> str:
+    if mode["servers"] is None:
+        return "all cores (servers and driver anywhere)"
+    return f"servers on CPU {_cpus(mode['servers'])}, driver on CPU {_cpus(mode['driver'] or [])}"
+
+
+def scaling_markdown(scaling: ScalingSummary, cpus: int) -> list[str]:
+    """The scaling section: capacity for 1 and 2 workers, CPU per request, the bend, the model.
+
+    Every sentence is made from the measured figures in `scaling`."""
+    lines = [
+        "## Scaling: 1 and 2 Python workers",
+        "",
+        f"This machine has {cpus} cores, so the section can show only this much: with every "
+        "server on the servers' CPUs and the driver on the rest, 1 and 2 workers get the same "
+        "CPU budget (does a second worker on the same core cost or gain?); on all cores, 1 "
+        "and 2 workers can each have a core, but the driver shares them. Each stack is the "
+        "shipped one (edge coalescing), REST JSON into the gateway; capacity is the highest "
+        "rate with p99 within the bound, open loop. CPU µs per request is each tier's CPU at "
+        "the capacity step (psutil, /proc/<pid>/stat) over the requests it served.",
+        "",
+        "| CPUs | stack | workers | capacity (req/s) | p99 at capacity (ms) | CPU % gateway / "
+        "Python (each worker) / nats-server | CPU µs per request: gateway / Python / "
+        "nats-server = servers | driver CPU % | errors |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: |",
+    ]
+    for mode in scaling["modes"]:
+        for r in mode["rows"]:
+            cap = "–" if r["capacity_rps"] is None else f"{r['capacity_rps']:,.0f}"
+            if r["capacity_rps"] is not None and not r["bounded"]:
+                cap = "≥ " + cap
+            c, u = r["cpu_pct"], r["us_per_request"]
+            workers = " + ".join(f"{w:.0f}" for w in r["worker_cpu_pct"])
+            nats = f"{c['nats-server']:.0f}" if "nats-server" in c else "–"
+            cpu = (
+                f"{c.get('gateway', 0):.0f} / {c.get('python', 0):.0f} ({workers}) / {nats}"
+                if c
+                else "–"
+            )
+            us = (
+                " / ".join(f"{u[t]:.0f}" if t in u else "–" for t in TIERS)
+                + f" = **{r['total_us']:.0f}**"
+                if r["total_us"]
+                else "–"
+            )
+            p99 = "–" if r["p99_ms"] is None else f"{r['p99_ms']:.1f}"
+            drv = "–" if r["driver_cpu_pct"] is None else f"{r['driver_cpu_pct']:.0f}"
+            lines.append(
+                f"| {_mode_label(mode)} | {r['hop']} | {r['workers']} | {cap} | {p99} | {cpu} "
+                f"| {us} | {drv} | {r['errors']} |"
+            )
+    lines += ["", "### Where the curve bends", ""]
+    for b in scaling["bends"]:
+        gains = []
+        if b["gain_same"] is not None:
+            gains.append(f"×{b['gain_same']} on the servers' CPUs (same budget)")
+        if b["gain_all"] is not None:
+            gains.append(f"×{b['gain_all']} on all cores")
+        text = f"- **{b['hop']}**: from 1 to 2 workers capacity goes " + (
+            " and ".join(gains) if gains else "unmeasured"
+        )
+        text += (
+            f". Per request, {_TIER_NAMES[b['limit']]} costs the most: {b['limit_us']:.0f} of "
+            f"the servers' {b['total_us']:.0f} CPU µs, so that is where the curve bends first "
+            "as cores are added"
+        )
+        if b["workers_bound"]:
+            text += (
+                f"; one worker was already at ≥ {WORKER_BOUND_PCT:.0f}% of a core at its "
+                "capacity, so one worker is Python-bound"
+            )
+        if b["machine_busy_pct"] is not None:
+            text += (
+                ". At 2 workers' capacity on all cores the machine was "
+                f"{b['machine_busy_pct']:.0f}% busy (servers, driver and others)"
+            )
+            if b["machine_busy_pct"] >= WORKER_BOUND_PCT:
+                text += ": there the machine's cores, shared with the driver, are the limit"
+        lines.append(text + ".")
+    a = scaling["assumptions"]
+    lines += [
+        "",
+        "### The model: bigger machines",
+        "",
+        "From the CPU µs per request measured above (the row named under *basis*): the "
+        "servers' CPU per request spread over every core gives the rate, and each tier gets "
+        "the cores its share of that CPU takes. A worker is one event loop and one model "
+        "thread, about one core, so workers = Python's cores. Assumed, not measured on 2 "
+        f"cores: one gateway process per {a['cores_per_gateway']:.0f} of its cores, one "
+        f"nats-server per {a['cores_per_nats_server']:.0f}, and at least "
+        f"{a['nats_cluster_min']:.0f} NATS servers (a cluster that keeps quorum with one "
+        "down); that cost per request stays flat as cores are added (no lock or cache "
+        "contention), and that the load driver is elsewhere.",
+        "",
+        "| hop | cores | basis | µs per request (gateway / Python / nats-server) | rate "
+        "(req/s) | Python workers (per core) | gateway cores → processes | NATS cores → "
+        "servers |",
+        "| --- | ---: | --- | --- | ---: | --- | --- | --- |",
+    ]
+    for m in scaling["model"]:
+        u = m["us_per_request"]
+        per = " / ".join(f"{u[t]:.0f}" if t in u else "–" for t in TIERS)
+        nats = f"{m['nats_cores']:.1f} → {m['nats_servers']}" if m["hop"] == "nats" else "–"
+        lines.append(
+            f"| {m['hop']} | {m['cores']} | {m['basis']} | {per} | {m['capacity_rps']:,.0f} | "
+            f"{m['workers']} ({m['workers_per_core']:.2f}) | {m['gateway_cores']:.1f} → "
+            f"{m['gateways']} | {nats} |"
+        )
+    lines.append("")
+    for m in scaling["model"]:
+        if m["cores"] != max(x["cores"] for x in scaling["model"] if x["hop"] == m["hop"]):
+            continue
+        nats = f", and {m['nats_servers']} NATS servers in a cluster" if m["hop"] == "nats" else ""
+        lines.append(
+            f"- {m['hop']}, {m['cores']} cores: {m['workers']} Python workers "
+            f"({m['workers_per_core']:.2f} per core), {m['gateways']} gateway process(es) "
+            f"with {m['gateway_cores']:.1f} cores between them{nats}: about "
+            f"{m['capacity_rps']:,.0f} req/s, resting on {m['basis']}'s "
+            f"{sum(m['us_per_request'].values()):.0f} CPU µs per request."
+        )
+    lines.append("")
+    return lines

@@ -24,8 +24,11 @@ from summary import (
     LocustSummary,
     Meta,
     PhasesRaw,
+    ScalingPass,
+    ScalingSummary,
     Summary,
     locust_summary,
+    scaling_summary,
     summarize,
 )
 
@@ -81,17 +84,21 @@ def write_report(
     made: tuple[str, str] | None = None,
     same_cpu: tuple[Report, Sequence[Sample], Sequence[int], Sequence[int]] | None = None,
     same_cpu_only: bool = False,
+    scaling: Sequence[tuple[ScalingPass, Report, Sequence[Sample]]] | None = None,
 ) -> Summary:
     """Write the run's summary and plots; made is (generated, commit) of a run re-rendered."""
+    about = meta(folder, "quick" if quick else "full", made)
     summary = summarize(
         result,
         samples,
         scenarios,
         extra,
-        meta(folder, "quick" if quick else "full", made),
+        about,
         same_cpu=same_cpu,
         same_cpu_only=same_cpu_only,
     )
+    if scaling:
+        summary["scaling"] = scaling_summary(scaling, about["cpus"])
     (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (folder / "summary.md").write_text(markdown.render(summary))
     bound = summary["settings"]["bound_ms"]
@@ -111,4 +118,18 @@ def write_locust_report(folder: Path, rows: Sequence[LocustRow]) -> LocustSummar
     summary = locust_summary(rows, meta(folder, "locust"))
     (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (folder / "summary.md").write_text(markdown.render_locust(summary))
+    return summary
+
+
+def write_scaling_report(
+    folder: Path, scaling: Sequence[tuple[ScalingPass, Report, Sequence[Sample]]], *, quick: bool
+) -> ScalingSummary:
+    """summary.json and summary.md for `run.py --scaling-only`: the scaling section alone."""
+    about = meta(folder, "quick" if quick else "full")
+    summary = scaling_summary(scaling, about["cpus"])
+    (folder / "summary.json").write_text(json.dumps({**about, "scaling": summary}, indent=1) + "\n")
+    head = [f"# Tandem benchmark, scaling only ({about['mode']}), {about['generated']}", ""]
+    head += [f"Commit `{about['commit']}`, {about['cpus']} cores.", ""]
+    text = "\n".join(head + markdown.scaling_markdown(summary, about["cpus"]))
+    (folder / "summary.md").write_text(text)
     return summary

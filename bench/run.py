@@ -38,18 +38,19 @@ from tandem_stack import otlp
 from tandem_stack.stack import GATEWAY, MODELS
 
 import cpuset
+import scaling
 import soak
 from driver import LOADGEN, drive, plan_for
 from locust_run import locust
 from phases import overhead_phase, profile_phase, trace_phase
 from progress import Progress, plan_bound_s, say
-from report import write_locust_report, write_report
+from report import write_locust_report, write_report, write_scaling_report
 from scenarios import FULL, FULL_PHASES, MODEL, QUICK, QUICK_PHASES, SCENARIOS, Role, Scenario
-from schema import Report, Sample, dump_samples, load_report, load_samples
+from schema import Report, Sample, dump_samples, load_report, load_samples, spec_name
 from services import folder, running, traced
 
 if TYPE_CHECKING:
-    from summary import PhasesRaw, Summary
+    from summary import PhasesRaw, ScalingPass, Summary
 
 BENCH = Path(__file__).resolve().parent
 CPU_MODES = ("both", "same", "all")
@@ -125,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="both (default): a same-CPU sweep, then the all-cores run; same: only the "
         "same-CPU sweep (servers on one half of the CPUs, driver on the rest); all: all cores",
     )
+    parser.add_argument(
+        "--no-scaling",
+        action="store_true",
+        help="skip the scaling section (1 and 2 workers, both hops, same CPU and all cores)",
+    )
+    parser.add_argument("--scaling-only", action="store_true", help="run only the scaling section")
     parser.add_argument("--locust", action="store_true", help="Locust users instead of loadgen")
     parser.add_argument("--locust-users", type=int, default=32, help="concurrent Locust users")
     parser.add_argument("--locust-time", default="30s", help="per scenario, e.g. 30s, 2m")
@@ -140,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.rerender:
         return rerender(args.rerender)
+    if args.scaling_only and args.no_scaling:
+        parser.error("--scaling-only and --no-scaling exclude each other")
 
     names = args.only or (soak.DEFAULT_SCENARIOS if args.soak else None)
     scenarios = [s for s in SCENARIOS if not names or s.name in names]
@@ -251,12 +260,24 @@ def sweep_run(
     same_cpu = None
     problems: list[str] = []
     extra: PhasesRaw = {}
+    scaled = None
+    # The scaling section starts stacks of its own: after the passes, with theirs stopped.
+    run_scaling = not args.no_scaling and not args.only
+    if args.scaling_only:
+        scaled = _scaling(raw, quick=args.quick)
+        problems += _check_scaling(scaled)
+        write_scaling_report(out, scaled, quick=args.quick)
+        _finish(root, stamp)
+        return _quick_verdict(problems) if args.quick else 0
     if budget.servers is not None:
         result, samples, record = same_cpu_pass(args, scenarios, raw, budget)
         problems += check_affinity(record)
         same_cpu = (result, samples, record["servers"], record["driver"])
     if args.cpu != "same":
         result, samples, extra = all_cores_pass(args, scenarios, raw)
+    if run_scaling:
+        scaled = _scaling(raw, quick=args.quick)
+        problems += _check_scaling(scaled)
     (raw / "phases.json").write_text(json.dumps(extra))
     summary = write_report(
         out,
@@ -267,12 +288,34 @@ def sweep_run(
         quick=args.quick,
         same_cpu=same_cpu,
         same_cpu_only=args.cpu == "same",
+        scaling=scaled,
     )
     _finish(root, stamp)
-    if args.quick and (problems := problems + check_quick(summary, out)):
+    return _quick_verdict(problems + check_quick(summary, out)) if args.quick else 0
+
+
+def _quick_verdict(problems: Sequence[str]) -> int:
+    if problems:
         print("bench-quick failed:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
     return 0
+
+
+def _scaling(raw: Path, *, quick: bool) -> list[tuple[ScalingPass, Report, list[Sample]]]:
+    scaling.run(raw, quick=quick)
+    return scaling.load(raw) or []
+
+
+def _check_scaling(passes: Sequence[tuple[ScalingPass, Report, Sequence[Sample]]]) -> list[str]:
+    """What make bench-quick asserts of the scaling section: every stack swept, no errors,
+    the same-CPU servers on their CPUs. Never a time."""
+    problems = scaling.check_affinity([p for p, _, _ in passes])
+    for p, report, _ in passes:
+        for r in report["scenarios"]:
+            errors = sum(s["errors"] for s in r["steps"])
+            if errors or not r["steps"]:
+                problems.append(f"scaling, {p['mode']}: {spec_name(r)}: {errors} errors")
+    return problems
 
 
 def rerender(results: Path) -> int:
@@ -306,6 +349,7 @@ def rerender(results: Path) -> int:
         made=made,
         same_cpu=same_cpu,
         same_cpu_only=only,
+        scaling=scaling.load(raw),
     )
     print((results / "summary.md").read_text())
     return 0

@@ -308,6 +308,7 @@ class Summary(TypedDict):
     phases: NotRequired[PhasesSummary]
     limits: NotRequired[Limits | None]  # always there, after phases
     same_cpu: NotRequired[SameCpu]
+    scaling: NotRequired[ScalingSummary]
 
 
 # --- the functions ---
@@ -763,4 +764,262 @@ def locust_summary(rows: Sequence[LocustRow], meta: Meta) -> LocustSummary:
         "commit": meta["commit"],
         "machine": meta["machine"],
         "scenarios": scenarios,
+    }
+
+
+# --- scaling: 1 and 2 workers, both hops, CPU per request per tier, the sizing model ---
+
+TIERS = ("gateway", "python", "nats-server")
+# The machines the sizing model is stated for.
+MODEL_CORES = (16, 64)
+# Assumptions of the model, not measured here (two cores cannot show them): how many
+# cores one gateway process and one nats-server are given before another is added
+# (both are multi-threaded Go, so one can use several), and NATS's smallest cluster
+# for availability (a 3-node cluster keeps a quorum with one node down).
+CORES_PER_GATEWAY = 8
+CORES_PER_NATS_SERVER = 8
+NATS_CLUSTER_MIN = 3
+# A Python worker is one event loop and one model thread: about one core. At or above
+# this share of a core at its capacity step a worker is the limit.
+WORKER_BOUND_PCT = 90.0
+
+
+class ScalingConfig(TypedDict):
+    """One stack of the scaling section: its hop, its workers, its processes' tiers."""
+
+    name: str
+    hop: str
+    workers: int
+    processes: dict[str, str]  # name in the samples -> tier (TIERS)
+
+
+class ScalingPass(TypedDict):
+    """raw/scaling.json: one per CPU mode; the driver's report and samples are files beside."""
+
+    mode: str  # same: servers on `servers`, the driver on `driver`; all: anywhere
+    servers: list[int] | None
+    driver: list[int] | None
+    configs: list[ScalingConfig]
+    affinity: dict[str, list[int]]
+
+
+class ScalingRow(TypedDict):
+    mode: str
+    config: str
+    hop: str
+    workers: int
+    capacity_rps: float | None
+    bounded: bool
+    p99_ms: float | None  # at the capacity step
+    errors: int
+    cpu_pct: dict[str, float]  # per tier at the capacity step, % of one core
+    worker_cpu_pct: list[float]  # each Python worker at the capacity step
+    driver_cpu_pct: float | None
+    others_cpu_pct: float | None
+    us_per_request: dict[str, float]  # CPU µs per request served, per tier
+    total_us: float | None  # the servers' CPU µs per request, all tiers
+
+
+class ScalingMode(TypedDict):
+    mode: str
+    servers: list[int] | None
+    driver: list[int] | None
+    rows: list[ScalingRow]
+
+
+class Bend(TypedDict):
+    """Where one hop's curve bends, from the measured rows."""
+
+    hop: str
+    gain_all: float | None  # capacity with 2 workers over 1, all cores
+    gain_same: float | None  # the same with every server on the servers' CPUs
+    limit: str  # the tier that costs most per request: gateway, python, nats-server
+    limit_us: float
+    total_us: float
+    workers_bound: bool  # a worker at >= WORKER_BOUND_PCT of a core at 1 worker's capacity
+    machine_busy_pct: float | None  # all CPU at 2 workers' capacity, all cores, % of machine
+
+
+class ModelRow(TypedDict):
+    """The sizing model for one hop on a machine of `cores` cores."""
+
+    hop: str
+    cores: int
+    basis: str  # the row the per-request costs come from: mode/config
+    us_per_request: dict[str, float]
+    capacity_rps: float  # cores * 1e6 / the servers' µs per request
+    python_cores: float
+    workers: int
+    workers_per_core: float
+    gateway_cores: float
+    gateways: int
+    nats_cores: float
+    nats_servers: int
+
+
+class ScalingSummary(TypedDict):
+    modes: list[ScalingMode]
+    bends: list[Bend]
+    model: list[ModelRow]
+    assumptions: dict[str, float]
+
+
+def scaling_row(
+    mode: str, config: ScalingConfig, raw: ScenarioReport, samples: Sequence[Sample]
+) -> ScalingRow:
+    """One stack's capacity and, at its capacity step, each tier's CPU and CPU per request."""
+    step = next(
+        (s for s in raw["steps"] if s["pass"] and s["offered_rps"] == raw["capacity_rps"]), None
+    )
+    warmup = raw.get("warmup")
+    errors = sum(s["errors"] for s in raw["steps"]) + (warmup["errors"] if warmup else 0)
+    row: ScalingRow = {
+        "mode": mode,
+        "config": config["name"],
+        "hop": config["hop"],
+        "workers": config["workers"],
+        "capacity_rps": raw["capacity_rps"] or None,
+        "bounded": raw["capacity_bounded"],
+        "p99_ms": None,
+        "errors": errors,
+        "cpu_pct": {},
+        "worker_cpu_pct": [],
+        "driver_cpu_pct": None,
+        "others_cpu_pct": None,
+        "us_per_request": {},
+        "total_us": None,
+    }
+    if step is None or step["achieved_rps"] <= 0:
+        return row
+    use = window(samples, step["started"], step["ended"])
+    cpu = {t: 0.0 for t in TIERS if t in config["processes"].values()}
+    for name, t in sorted(config["processes"].items()):
+        pct = use.get(name, {"cpu_pct": 0.0})["cpu_pct"]
+        cpu[t] = cpu.get(t, 0.0) + pct
+        if t == "python":
+            row["worker_cpu_pct"].append(pct)
+    # % of one core over requests per second: CPU seconds per request, here in µs.
+    per = {t: round(pct / 100 * 1e6 / step["achieved_rps"], 1) for t, pct in cpu.items()}
+    row["p99_ms"] = round(step["latency"]["p99_us"] / 1000, 2)
+    row["cpu_pct"] = {t: round(v, 1) for t, v in cpu.items()}
+    row["driver_cpu_pct"] = use.get("loadgen", {"cpu_pct": 0.0})["cpu_pct"]
+    row["others_cpu_pct"] = use.get(OTHERS, {"cpu_pct": 0.0})["cpu_pct"]
+    row["us_per_request"] = per
+    row["total_us"] = round(sum(per.values()), 1)
+    return row
+
+
+def _gain(rows: Sequence[ScalingRow], mode: str, hop: str) -> float | None:
+    caps = {r["workers"]: r["capacity_rps"] for r in rows if r["mode"] == mode and r["hop"] == hop}
+    one, two = caps.get(1), caps.get(2)
+    return round(two / one, 2) if one and two else None
+
+
+def _row(rows: Sequence[ScalingRow], mode: str, hop: str, workers: int) -> ScalingRow | None:
+    return next(
+        (
+            r
+            for r in rows
+            if (r["mode"], r["hop"], r["workers"]) == (mode, hop, workers) and r["total_us"]
+        ),
+        None,
+    )
+
+
+def bend(rows: Sequence[ScalingRow], hop: str, cpus: int) -> Bend | None:
+    """Where a hop's curve bends: the tier that costs most per request, whether one worker
+    was already spent at its capacity, and how busy the machine was at 2 workers'."""
+    basis = _row(rows, "same", hop, 1) or _row(rows, "all", hop, 1)
+    if basis is None:
+        return None
+    per = basis["us_per_request"]
+    limit = max(per, key=lambda t: per[t])
+    two = _row(rows, "all", hop, 2)
+    busy = None
+    if two is not None:
+        spent = sum(two["cpu_pct"].values()) + (two["driver_cpu_pct"] or 0.0)
+        busy = round((spent + (two["others_cpu_pct"] or 0.0)) / max(1, cpus), 1)
+    return {
+        "hop": hop,
+        "gain_all": _gain(rows, "all", hop),
+        "gain_same": _gain(rows, "same", hop),
+        "limit": limit,
+        "limit_us": per[limit],
+        "total_us": basis["total_us"] or 0.0,
+        "workers_bound": any(w >= WORKER_BOUND_PCT for w in basis["worker_cpu_pct"]),
+        "machine_busy_pct": busy,
+    }
+
+
+def _ceil(x: float) -> int:
+    return int(-(-x // 1))
+
+
+def sizing_model(rows: Sequence[ScalingRow], hop: str, cores: int) -> ModelRow | None:
+    """What a machine of `cores` cores needs for one hop, from measured CPU per request.
+
+    The servers' CPU per request (gateway + Python + nats-server) spread over every core
+    gives the rate; each tier gets the cores its share of that CPU takes. A Python worker
+    is about one core (one event loop, one model thread), so workers = Python's cores.
+    The costs come from the 1-worker row with the servers on their own CPUs (the driver
+    elsewhere: the cleanest), or the all-cores one if that is missing.
+    """
+    basis = _row(rows, "same", hop, 1) or _row(rows, "all", hop, 1)
+    if basis is None or not basis["total_us"]:
+        return None
+    per = basis["us_per_request"]
+    total = basis["total_us"]
+    share = {t: per.get(t, 0.0) / total for t in TIERS}
+    python_cores = cores * share["python"]
+    workers = max(1, round(python_cores))
+    gateway_cores = cores * share["gateway"]
+    nats_cores = cores * share["nats-server"]
+    nats_servers = 0
+    if hop == "nats":
+        nats_servers = max(NATS_CLUSTER_MIN, _ceil(nats_cores / CORES_PER_NATS_SERVER))
+    return {
+        "hop": hop,
+        "cores": cores,
+        "basis": f"{basis['mode']}/{basis['config']}",
+        "us_per_request": per,
+        "capacity_rps": round(cores * 1e6 / total, -2),
+        "python_cores": round(python_cores, 1),
+        "workers": workers,
+        "workers_per_core": round(workers / cores, 2),
+        "gateway_cores": round(gateway_cores, 1),
+        "gateways": max(1, _ceil(gateway_cores / CORES_PER_GATEWAY)),
+        "nats_cores": round(nats_cores, 1),
+        "nats_servers": nats_servers,
+    }
+
+
+def scaling_summary(
+    passes: Sequence[tuple[ScalingPass, Report, Sequence[Sample]]], cpus: int
+) -> ScalingSummary:
+    """The scaling section: per mode and stack, capacity and CPU per request per tier; where
+    each hop's curve bends; the sizing model for MODEL_CORES."""
+    modes: list[ScalingMode] = []
+    every: list[ScalingRow] = []
+    for p, report, samples in passes:
+        configs = {c["name"]: c for c in p["configs"]}
+        rows = [
+            scaling_row(p["mode"], configs[spec_name(r)], r, samples) for r in report["scenarios"]
+        ]
+        modes.append(
+            {"mode": p["mode"], "servers": p["servers"], "driver": p["driver"], "rows": rows}
+        )
+        every += rows
+    hops = sorted({r["hop"] for r in every})
+    bends = [b for h in hops if (b := bend(every, h, cpus))]
+    model = [m for h in hops for c in MODEL_CORES if (m := sizing_model(every, h, c))]
+    return {
+        "modes": modes,
+        "bends": bends,
+        "model": model,
+        "assumptions": {
+            "cores_per_gateway": CORES_PER_GATEWAY,
+            "cores_per_nats_server": CORES_PER_NATS_SERVER,
+            "nats_cluster_min": NATS_CLUSTER_MIN,
+            "worker_bound_pct": WORKER_BOUND_PCT,
+        },
     }
