@@ -220,6 +220,10 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		case <-ctx.Done():
 		}
 		draining.Store(true)
+		// Each response from now on says Connection: close, so that no client
+		// holds an idle keep-alive connection when the listener closes: a
+		// request sent on one just as Shutdown closes it would get no answer.
+		httpSrv.SetKeepAlivesEnabled(false)
 		if edgeGRPC != nil {
 			edgeGRPC.Drain()
 		}
