@@ -313,7 +313,9 @@ def _check_scaling(passes: Sequence[tuple[ScalingPass, Report, Sequence[Sample]]
     for p, report, _ in passes:
         for r in report["scenarios"]:
             errors = sum(s["errors"] for s in r["steps"])
-            if errors or not r["steps"]:
+            if not r["steps"]:
+                problems.append(f"scaling, {p['mode']}: {spec_name(r)}: no step was measured")
+            elif errors:
                 problems.append(f"scaling, {p['mode']}: {spec_name(r)}: {errors} errors")
     return problems
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tandem_stack.stack import ROUTING, Process, Stack
 
 import cpuset
+import scenarios
 from driver import drive, with_scenarios
 from progress import Progress, say
 from schema import (
@@ -40,21 +42,13 @@ if TYPE_CHECKING:
 HOPS = ("grpc", "nats")
 WORKERS = (1, 2)
 
-# Shorter steps than the main sweep, so that the section adds ~3 minutes to `make bench`
-# (2 CPU modes x 4 stacks x at most 9 steps of 2.3 s, and the warm-ups).
-FULL = Plan(step_s=2.0, pause_s=0.3, warmup_s=1.5, start_rps=1000.0, refine=1, max_steps=9)
-QUICK = Plan(
-    step_s=1.0,
-    warmup_s=0.5,
-    pause_s=0.2,
-    start_rps=200.0,
-    factor=2.0,
-    max_rps=400.0,
-    refine=0,
-    retries=0,
-    max_steps=2,
-    max_in_flight=64,
+# The main sweep's settings with shorter steps, so that the section adds ~3 minutes to
+# `make bench` (2 CPU modes x 4 stacks x at most 9 steps of 2.3 s, and the warm-ups);
+# quick mode is the main sweep's quick plan as it stands.
+FULL = replace(
+    scenarios.FULL, step_s=2.0, pause_s=0.3, warmup_s=1.5, start_rps=1000.0, refine=1, max_steps=9
 )
+QUICK = scenarios.QUICK
 
 
 def config_name(hop: str, workers: int) -> str:

@@ -7,6 +7,7 @@ from that. Golden-tested in bench/tests against a committed raw fixture.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from typing import NotRequired, TypedDict
@@ -926,10 +927,16 @@ def _row(rows: Sequence[ScalingRow], mode: str, hop: str, workers: int) -> Scali
     )
 
 
+def _basis(rows: Sequence[ScalingRow], hop: str) -> ScalingRow | None:
+    """The row a hop's costs are read from: 1 worker with the servers on their own CPUs
+    (the driver elsewhere: the cleanest), else 1 worker on all cores."""
+    return _row(rows, "same", hop, 1) or _row(rows, "all", hop, 1)
+
+
 def bend(rows: Sequence[ScalingRow], hop: str, cpus: int) -> Bend | None:
     """Where a hop's curve bends: the tier that costs most per request, whether one worker
     was already spent at its capacity, and how busy the machine was at 2 workers'."""
-    basis = _row(rows, "same", hop, 1) or _row(rows, "all", hop, 1)
+    basis = _basis(rows, hop)
     if basis is None:
         return None
     per = basis["us_per_request"]
@@ -951,10 +958,6 @@ def bend(rows: Sequence[ScalingRow], hop: str, cpus: int) -> Bend | None:
     }
 
 
-def _ceil(x: float) -> int:
-    return int(-(-x // 1))
-
-
 def sizing_model(rows: Sequence[ScalingRow], hop: str, cores: int) -> ModelRow | None:
     """What a machine of `cores` cores needs for one hop, from measured CPU per request.
 
@@ -964,7 +967,7 @@ def sizing_model(rows: Sequence[ScalingRow], hop: str, cores: int) -> ModelRow |
     The costs come from the 1-worker row with the servers on their own CPUs (the driver
     elsewhere: the cleanest), or the all-cores one if that is missing.
     """
-    basis = _row(rows, "same", hop, 1) or _row(rows, "all", hop, 1)
+    basis = _basis(rows, hop)
     if basis is None or not basis["total_us"]:
         return None
     per = basis["us_per_request"]
@@ -976,7 +979,7 @@ def sizing_model(rows: Sequence[ScalingRow], hop: str, cores: int) -> ModelRow |
     nats_cores = cores * share["nats-server"]
     nats_servers = 0
     if hop == "nats":
-        nats_servers = max(NATS_CLUSTER_MIN, _ceil(nats_cores / CORES_PER_NATS_SERVER))
+        nats_servers = max(NATS_CLUSTER_MIN, math.ceil(nats_cores / CORES_PER_NATS_SERVER))
     return {
         "hop": hop,
         "cores": cores,
@@ -987,7 +990,7 @@ def sizing_model(rows: Sequence[ScalingRow], hop: str, cores: int) -> ModelRow |
         "workers": workers,
         "workers_per_core": round(workers / cores, 2),
         "gateway_cores": round(gateway_cores, 1),
-        "gateways": max(1, _ceil(gateway_cores / CORES_PER_GATEWAY)),
+        "gateways": max(1, math.ceil(gateway_cores / CORES_PER_GATEWAY)),
         "nats_cores": round(nats_cores, 1),
         "nats_servers": nats_servers,
     }
