@@ -220,9 +220,12 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		case <-ctx.Done():
 		}
 		draining.Store(true)
-		// Each response from now on says Connection: close, so that no client
-		// holds an idle keep-alive connection when the listener closes: a
-		// request sent on one just as Shutdown closes it would get no answer.
+		// From here on each response says Connection: close, and the idle
+		// connections are closed now: during the drain delay clients open a
+		// new connection per request, which a load balancer that saw
+		// readiness turn 503 sends elsewhere. A request written onto an idle
+		// connection at the instant it closes gets no answer, but it was
+		// never read, so it is safe to send again.
 		httpSrv.SetKeepAlivesEnabled(false)
 		if edgeGRPC != nil {
 			edgeGRPC.Drain()
