@@ -227,9 +227,9 @@ def test_gateway_sigterm_drains(digits: Digits) -> None:
                     except httpx.ConnectError:
                         outcomes.append("refused")
                     except httpx.RemoteProtocolError:
-                        # A connection the kernel queued but the gateway never read from
-                        # when its listener closed: closed with no answer, as good as
-                        # refused. Only after SIGTERM does it count as such.
+                        # Closed with no answer and never read: an idle connection the
+                        # drain closed as this request went out, or one still queued when
+                        # the listener closed. As good as refused, but only after SIGTERM.
                         outcomes.append("refused" if termed.is_set() else "dropped")
                     except httpx.HTTPError as err:
                         outcomes.append(type(err).__name__)
