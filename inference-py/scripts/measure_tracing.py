@@ -5,9 +5,10 @@ starts an OTLP/HTTP receiver (tandem_stack.otlp.Receiver, in its own process), a
 nats-server, and `python -m tandem_inference serve --serve grpc,nats` exporting to
 the receiver, then drives ModelInfer for the digits model straight at Python, over
 gRPC and over NATS: one request in flight (p50, p99), then a closed loop of
-`--concurrency` callers (requests/s). The settings take turns, `--rounds` times, so
-that a noisy machine spreads its noise over all of them; the figures printed are
-the medians over the rounds. Run from the repository root after `make setup`:
+`--concurrency` callers (requests/s, and the server's CPU time per request, which
+other work on the machine moves less). The settings take turns, `--rounds` times,
+so that a noisy machine spreads its noise over all of them; the figures printed
+are the medians over the rounds. Run from the repository root after `make setup`:
 
     PYTHONPATH=inference-py/src .venv/bin/python inference-py/scripts/measure_tracing.py \
         [--ratios off,0.01,0.1,1] [--seconds 3] [--rounds 3] [--server-cpus 0] \
@@ -39,6 +40,7 @@ from typing import Any
 import grpc
 import nats
 import numpy as np
+import psutil
 
 from tandem_inference import codec
 from tandem_inference.dataset import heldout
@@ -223,8 +225,14 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, float]:
             q = statistics.quantiles(one, n=100)
             figures[f"{transport} p50"] = q[49] * 1e6
             figures[f"{transport} p99"] = q[98] * 1e6
+            cpu = psutil.Process(stack.server_pid).cpu_times()
             many = await drive(call, args.seconds, args.concurrency)
             figures[f"{transport} req/s"] = len(many) / args.seconds
+            # The server's own CPU per request (all its threads), which other work on
+            # a shared machine moves much less than it moves the rate.
+            after = psutil.Process(stack.server_pid).cpu_times()
+            used = after.user + after.system - cpu.user - cpu.system
+            figures[f"{transport} CPU µs/req"] = used / len(many) * 1e6
         await nc.close()
     return figures
 
@@ -291,7 +299,7 @@ async def main() -> None:
         print(
             f"| {f'{label} ' if label else ''}{name} | "
             + " | ".join(
-                f"{v:,.0f}" if c.endswith("req/s") else f"{v / 1e3:.2f} ms"
+                f"{v:,.0f}" if c.endswith(("req/s", "/req")) else f"{v / 1e3:.2f} ms"
                 for c, v in zip(columns, cells, strict=True)
             )
             + " |"
