@@ -21,7 +21,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
@@ -50,7 +50,9 @@ REMOTE = SpanContext(
 
 
 def recorder_of(provider: TracerProvider) -> Recorder:
-    return Recorder(provider.get_tracer(SCOPE.name, SCOPE.version), SCOPE)
+    tracer = provider.get_tracer(SCOPE.name, SCOPE.version)
+    assert isinstance(tracer, Tracer)
+    return Recorder(tracer, SCOPE)
 
 
 @pytest.fixture
@@ -277,7 +279,7 @@ def test_the_http_exporter_sends_what_encode_makes() -> None:
     try:
         exporter = HttpExporter(endpoint=f"http://127.0.0.1:{server.server_port}/v1/traces")
         assert exporter.export(spans) == SpanExportResult.SUCCESS
-        exporter.shutdown()
+        exporter.shutdown()  # type: ignore[no-untyped-call]
         assert exporter.export(spans) == SpanExportResult.FAILURE
     finally:
         server.shutdown()
@@ -299,7 +301,7 @@ def test_the_http_exporter_reports_a_refused_export() -> None:
     try:
         exporter = HttpExporter(endpoint=f"http://127.0.0.1:{server.server_port}/v1/traces")
         assert exporter.export(sdk_spans()) == SpanExportResult.FAILURE
-        exporter.shutdown()
+        exporter.shutdown()  # type: ignore[no-untyped-call]
     finally:
         server.shutdown()
         server.server_close()
@@ -310,7 +312,7 @@ def test_the_http_exporter_drops_a_request_over_its_size_limit() -> None:
     try:
         assert exporter.export(sdk_spans()) == SpanExportResult.FAILURE
     finally:
-        exporter.shutdown()
+        exporter.shutdown()  # type: ignore[no-untyped-call]
 
 
 class _TraceService(otlp_grpc.TraceServiceServicer):

@@ -75,12 +75,18 @@ def use(provider: TracerProvider | None) -> None:
     if provider is None:
         _recorder = None
         return
+    from opentelemetry.sdk.trace import Tracer  # noqa: PLC0415
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope  # noqa: PLC0415
 
     from tandem_inference.tracing import Recorder  # noqa: PLC0415
 
     sdk_tracer = provider.get_tracer(INSTRUMENTATION, __version__)
-    _recorder = Recorder(sdk_tracer, InstrumentationScope(INSTRUMENTATION, __version__))
+    # A disabled SDK (OTEL_SDK_DISABLED) hands out no-op tracers: nothing to record.
+    _recorder = (
+        Recorder(sdk_tracer, InstrumentationScope(INSTRUMENTATION, __version__))
+        if isinstance(sdk_tracer, Tracer)
+        else None
+    )
 
 
 def setup() -> TracerProvider | None:

@@ -45,6 +45,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import SpanFlags
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
@@ -87,15 +88,15 @@ class Recorder:
         """A span started now, as the SDK's `Tracer.start_span` would make it: a
         `RecordedSpan` if the sampler records it, else a `NonRecordingSpan` that
         still carries the new context (so that logs and the next hop see it)."""
-        parent_context = trace.get_current_span(parent).get_span_context()
-        if parent_context.is_valid:
-            trace_id = parent_context.trace_id
-            random_id = parent_context.trace_flags.random_trace_id
+        caller: SpanContext | None = trace.get_current_span(parent).get_span_context()
+        if caller is not None and caller.is_valid:
+            trace_id = caller.trace_id
+            random_id = caller.trace_flags.random_trace_id
         else:
-            parent_context, trace_id = None, self._ids.generate_trace_id()
+            caller, trace_id = None, self._ids.generate_trace_id()
             random_id = self._random_ids
         result = self._sampler.should_sample(parent, trace_id, name, kind, attributes)
-        flags = _SAMPLED if result.decision.is_sampled() else _UNSAMPLED
+        flags = _SAMPLED if result.decision is Decision.RECORD_AND_SAMPLE else _UNSAMPLED
         if random_id:
             flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
         context = SpanContext(
@@ -105,7 +106,7 @@ class Recorder:
             trace_flags=flags,
             trace_state=result.trace_state,
         )
-        if not result.decision.is_recording():
+        if result.decision is Decision.DROP:
             return NonRecordingSpan(context)
         if result.attributes:
             attributes = {**attributes, **result.attributes}
@@ -114,7 +115,7 @@ class Recorder:
             name,
             kind=kind,
             context=context,
-            parent=parent_context,
+            parent=caller,
             attributes=attributes,
             start_ns=time.time_ns(),
         )
@@ -310,7 +311,7 @@ def _span(message: PbSpan, span: ReadableSpan) -> None:
     else:
         message.flags = _HAS_IS_REMOTE
     message.name = span.name
-    message.kind = _KINDS[span.kind]  # type: ignore[assignment]
+    message.kind = _KINDS[span.kind]
     message.start_time_unix_nano = span.start_time or 0
     message.end_time_unix_nano = span.end_time or 0
     _attributes(message.attributes, span.attributes)
