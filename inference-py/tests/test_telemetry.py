@@ -100,18 +100,22 @@ def assert_batch_children(found: tuple[ReadableSpan, ...], parent: ReadableSpan)
         assert child.parent.span_id == parent.context.span_id
         assert child.context is not None
         assert child.context.trace_id == parent.context.trace_id
-        attributes = child.attributes or {}
-        assert attributes["tandem.model"] == "digits"
-        assert attributes["tandem.model_version"] == "1"
-        assert attributes["tandem.backend"] == "onnxruntime"
-        assert isinstance(attributes["tandem.batch_size"], int)
-        assert attributes["tandem.batch_size"] >= 1
         assert child.start_time is not None
         assert child.end_time is not None
         assert parent.start_time is not None
         assert parent.end_time is not None
         assert parent.start_time <= child.start_time <= child.end_time <= parent.end_time
     queue, batch, execute = (one(found, n) for n in ("queue", "batch", "execute"))
+    # The model's attributes are on the batch span; its siblings carry none.
+    attributes = batch.attributes or {}
+    assert attributes["tandem.model"] == "digits"
+    assert attributes["tandem.model_version"] == "1"
+    assert attributes["tandem.backend"] == "onnxruntime"
+    assert isinstance(attributes["tandem.batch_size"], int)
+    assert attributes["tandem.batch_size"] >= 1
+    assert isinstance(attributes["tandem.batch_requests"], int)
+    assert not queue.attributes
+    assert not execute.attributes
     assert queue.end_time == batch.start_time
     assert batch.start_time <= execute.start_time <= execute.end_time <= batch.end_time  # type: ignore[operator]
 

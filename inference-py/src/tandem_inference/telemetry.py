@@ -274,8 +274,9 @@ def batch_spans(
     left the queue → model call → results handed back), made after the fact.
 
     The first recorded request of a model call gets "queue", "batch" and "execute"
-    children of its (current) span; the batch span links to every other recorded
-    request of the call and counts them in `messaging.batch.message_count`. Each other
+    children of its (current) span; the batch span carries the model's attributes,
+    links to every other recorded request of the call and counts them in
+    `messaging.batch.message_count`. Each other
     request's span only links to that batch span: one model call, one set of spans.
     """
     run = timing.batch
@@ -298,8 +299,10 @@ def batch_spans(
     batch_attributes = attributes
     if run.requests > 1:
         batch_attributes = {**attributes, "messaging.batch.message_count": run.requests}
+    # The model's attributes go on the batch span only: its siblings "queue" and
+    # "execute" have the same parent, and every attribute costs encoding CPU.
     recorder.record(
-        "queue", own, attributes, start_ns=timing.queued_ns + shift, end_ns=run.taken_ns + shift
+        "queue", own, None, start_ns=timing.queued_ns + shift, end_ns=run.taken_ns + shift
     )
     run.span = recorder.record(
         "batch",
@@ -311,7 +314,7 @@ def batch_spans(
     )
     if run.ended_ns:
         recorder.record(
-            "execute", own, attributes, start_ns=run.started_ns + shift, end_ns=run.ended_ns + shift
+            "execute", own, None, start_ns=run.started_ns + shift, end_ns=run.ended_ns + shift
         )
 
 
