@@ -5,15 +5,19 @@ starts an OTLP/HTTP receiver (tandem_stack.otlp.Receiver, in its own process), a
 nats-server, and `python -m tandem_inference serve --serve grpc,nats` exporting to
 the receiver, then drives ModelInfer for the digits model straight at Python, over
 gRPC and over NATS: one request in flight (p50, p99), then a closed loop of
-`--concurrency` callers (requests/s). The settings take turns, `--rounds` times, so
-that a noisy machine spreads its noise over all of them; the figures printed are
-the medians over the rounds. Run from the repository root after `make setup`:
+`--concurrency` callers (requests/s, and the server's CPU time per request, which
+other work on the machine moves less). The settings take turns, `--rounds` times,
+so that a noisy machine spreads its noise over all of them; the figures printed
+are the medians over the rounds. Run from the repository root after `make setup`:
 
     PYTHONPATH=inference-py/src .venv/bin/python inference-py/scripts/measure_tracing.py \
-        [--ratios off,0.01,0.1,1] [--seconds 3] [--rounds 3] [--server-cpus 0]
+        [--ratios off,0.01,0.1,1] [--seconds 3] [--rounds 3] [--server-cpus 0] \
+        [--trees before=../main/inference-py/src,after=inference-py/src]
 
 `--server-cpus` pins the server (taskset), leaving the other cores to the load,
-the receiver and the nats-server. Compare rows of one run with each other.
+the receiver and the nats-server. `--trees` compares versions of the service side
+by side: each setting runs once per tree (its `src` folder as the server's
+PYTHONPATH), in turn. Compare rows of one run with each other.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 import grpc
 import nats
 import numpy as np
+import psutil
 
 from tandem_inference import codec
 from tandem_inference.dataset import heldout
@@ -51,6 +56,14 @@ with Receiver() as r:
     while sys.stdin.readline():
         pass
 """
+
+
+def trees_arg(value: str) -> dict[str, str]:
+    """`label=path,...` as {label: absolute path}."""
+    pairs = [t.split("=", 1) for t in value.split(",")]
+    if any(len(p) != 2 or not p[0] for p in pairs):
+        raise argparse.ArgumentTypeError("expected label=path,...")
+    return {label: str(Path(path).resolve()) for label, path in pairs}
 
 
 def free_port() -> int:
@@ -69,9 +82,10 @@ def request(row: np.ndarray) -> pb.ModelInferRequest:
 class Stack:
     """A receiver, a nats-server and the Python service, for one sampling setting."""
 
-    def __init__(self, ratio: str, args: argparse.Namespace) -> None:
+    def __init__(self, ratio: str, args: argparse.Namespace, tree: str = "") -> None:
         self.ratio = ratio
         self.args = args
+        self.tree = tree
         self.procs: list[subprocess.Popen[Any]] = []
         self.grpc_port = free_port()
         self.nats_url = f"nats://127.0.0.1:{free_port()}"
@@ -82,6 +96,8 @@ class Stack:
         for key in list(env):
             if key.startswith("OTEL_"):
                 del env[key]
+        if self.tree:
+            env["PYTHONPATH"] = self.tree
         if self.ratio != "off":
             receiver = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-c", RECEIVER],
@@ -209,8 +225,14 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, float]:
             q = statistics.quantiles(one, n=100)
             figures[f"{transport} p50"] = q[49] * 1e6
             figures[f"{transport} p99"] = q[98] * 1e6
+            cpu = psutil.Process(stack.server_pid).cpu_times()
             many = await drive(call, args.seconds, args.concurrency)
             figures[f"{transport} req/s"] = len(many) / args.seconds
+            # The server's own CPU per request (all its threads), which other work on
+            # a shared machine moves much less than it moves the rate.
+            after = psutil.Process(stack.server_pid).cpu_times()
+            used = after.user + after.system - cpu.user - cpu.system
+            figures[f"{transport} CPU µs/req"] = used / len(many) * 1e6
         await nc.close()
     return figures
 
@@ -224,6 +246,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--transports", default="grpc,nats")
     parser.add_argument("--server-cpus", default="", help="taskset CPU list for the server")
+    parser.add_argument(
+        "--trees",
+        type=trees_arg,
+        default={},
+        help="label=path,...: service source trees (their src folders) to compare",
+    )
     parser.add_argument(
         "--nats-server",
         type=Path,
@@ -249,27 +277,29 @@ async def main() -> None:
         finally:
             stack.stop()
         return
-    results: dict[str, list[dict[str, float]]] = defaultdict(list)
+    trees: dict[str, str] = args.trees or {"": ""}
+    rows = [(label, ratio) for ratio in ratios for label in trees]
+    results: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
     for round_ in range(args.rounds):
-        for ratio in ratios:
-            stack = Stack(ratio, args)
+        for label, ratio in rows:
+            stack = Stack(ratio, args, tree=trees[label])
             stack.start()
             try:
                 figures = await measure(stack, args)
             finally:
                 stack.stop()
-            results[ratio].append(figures)
-            print(f"round {round_ + 1} {ratio}: {figures}", file=sys.stderr, flush=True)
-    columns = list(results[ratios[0]][0])
+            results[label, ratio].append(figures)
+            print(f"round {round_ + 1} {label} {ratio}: {figures}", file=sys.stderr, flush=True)
+    columns = list(results[rows[0]][0])
     print("| sampling | " + " | ".join(columns) + " |")
     print("| --- " * (len(columns) + 1) + "|")
-    for ratio in ratios:
-        cells = [statistics.median(r[c] for r in results[ratio]) for c in columns]
-        label = "off" if ratio == "off" else f"{float(ratio):.0%}"
+    for label, ratio in rows:
+        cells = [statistics.median(r[c] for r in results[label, ratio]) for c in columns]
+        name = "off" if ratio == "off" else f"{float(ratio):.0%}"
         print(
-            f"| {label} | "
+            f"| {f'{label} ' if label else ''}{name} | "
             + " | ".join(
-                f"{v:,.0f}" if c.endswith("req/s") else f"{v / 1e3:.2f} ms"
+                f"{v:,.0f}" if c.endswith(("req/s", "/req")) else f"{v / 1e3:.2f} ms"
                 for c, v in zip(columns, cells, strict=True)
             )
             + " |"

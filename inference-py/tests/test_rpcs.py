@@ -8,13 +8,14 @@ from contextlib import AbstractContextManager
 
 import grpc
 import pytest
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Span
 from prometheus_client import REGISTRY
 
 from tandem_inference import metrics
 from tandem_inference.errors import Internal, NotFound, TandemError
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.rpcs import INTERNAL_MESSAGE, RPCS, Rpc, answer
+from tandem_inference.tracing import Recorder
 
 BY_NAME = {rpc.name: rpc for rpc in RPCS}
 MODELS = {"digits"}
@@ -25,7 +26,7 @@ def count(model: str, code: str, transport: str = "grpc") -> float:
     return REGISTRY.get_sample_value("tandem_inference_requests_total", labels) or 0.0
 
 
-def no_span(tracer: Tracer) -> AbstractContextManager[Span]:
+def no_span(recorder: Recorder) -> AbstractContextManager[Span]:
     raise AssertionError("tracing is off in these tests")
 
 

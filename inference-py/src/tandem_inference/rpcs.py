@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from collections.abc import Container
     from contextlib import AbstractContextManager
 
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Span
+
+    from tandem_inference.tracing import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +182,7 @@ async def answer(
     transport: str,
     model: str,
     models: Container[str],
-    open_span: Callable[[Tracer], AbstractContextManager[Span]],
+    open_span: Callable[[Recorder], AbstractContextManager[Span]],
 ) -> Result | TandemError:
     """Run `work` (the front door's whole handling of one call) under the policy.
 

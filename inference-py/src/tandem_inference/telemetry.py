@@ -28,9 +28,10 @@ import logging
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
@@ -41,11 +42,14 @@ from tandem_inference.runner import Timing
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
+    from opentelemetry.context import Context
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
+
+    from tandem_inference.tracing import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +61,32 @@ SEMCONV_STABILITY_OPT_IN = "rpc"
 # The GIL switch interval while spans are exported (see setup()).
 SWITCH_INTERVAL_S = 0.0002
 
-_tracer: Tracer | None = None
+_recorder: Recorder | None = None
 
 
-def tracer() -> Tracer | None:
-    """The service's tracer, or None while tracing is off (skip the work)."""
-    return _tracer
+def tracer() -> Recorder | None:
+    """What makes the service's spans, or None while tracing is off (skip the work)."""
+    return _recorder
 
 
-def use(provider: trace.TracerProvider | None) -> None:
+def use(provider: TracerProvider | None) -> None:
     """Trace into `provider` from now on (None: stop). setup() calls it; tests too."""
-    global _tracer  # noqa: PLW0603 -- one switch read on every request
-    _tracer = provider.get_tracer(INSTRUMENTATION, __version__) if provider else None
+    global _recorder  # noqa: PLW0603 -- one switch read on every request
+    if provider is None:
+        _recorder = None
+        return
+    from opentelemetry.sdk.trace import Tracer  # noqa: PLC0415
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope  # noqa: PLC0415
+
+    from tandem_inference.tracing import Recorder  # noqa: PLC0415
+
+    sdk_tracer = provider.get_tracer(INSTRUMENTATION, __version__)
+    # A disabled SDK (OTEL_SDK_DISABLED) hands out no-op tracers: nothing to record.
+    _recorder = (
+        Recorder(sdk_tracer, InstrumentationScope(INSTRUMENTATION, __version__))
+        if isinstance(sdk_tracer, Tracer)
+        else None
+    )
 
 
 def setup() -> TracerProvider | None:
@@ -138,18 +156,12 @@ def _exporter(env: Mapping[str, str]) -> SpanExporter:
         or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "http/protobuf"
     ).strip()
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
-            OTLPSpanExporter as GrpcExporter,
-        )
+    from tandem_inference.tracing import GrpcExporter, HttpExporter  # noqa: PLC0415
 
+    if protocol == "grpc":
         return GrpcExporter()
     if protocol != "http/protobuf":
         log.warning("unsupported OTLP protocol; using http/protobuf", extra={"protocol": protocol})
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-        OTLPSpanExporter as HttpExporter,
-    )
-
     return HttpExporter()
 
 
@@ -175,45 +187,56 @@ _METADATA = _MetadataGetter()
 
 
 @contextmanager
-def grpc_server_span(
-    tracer: Tracer, method: str, metadata: Iterable[tuple[str, str | bytes]] | None
+def _current(
+    recorder: Recorder,
+    name: str,
+    kind: SpanKind,
+    parent: Context,
+    attributes: dict[str, AttributeValue],
 ) -> Iterator[Span]:
+    """A span started from `parent`, current while the block runs, ended after it
+    (an exception goes on, unrecorded: rpcs.py reports the outcome)."""
+    span = recorder.start(name, kind, parent, attributes)
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    try:
+        yield span
+    finally:
+        otel_context.detach(token)
+        span.end()
+
+
+def grpc_server_span(
+    recorder: Recorder, method: str, metadata: Iterable[tuple[str, str | bytes]] | None
+) -> AbstractContextManager[Span]:
     """The SERVER span of one RPC (`method`: `package.Service/Method`), continuing the
     caller's trace from the metadata; current while the block runs."""
-    parent = propagate.extract(metadata or (), getter=_METADATA)
-    with tracer.start_as_current_span(
+    return _current(
+        recorder,
         method,
-        context=parent,
-        kind=SpanKind.SERVER,
-        attributes={"rpc.system.name": "grpc", "rpc.method": method},
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        yield span
+        SpanKind.SERVER,
+        propagate.extract(metadata or (), getter=_METADATA),
+        {"rpc.system.name": "grpc", "rpc.method": method},
+    )
 
 
-@contextmanager
 def nats_consumer_span(
-    tracer: Tracer, subject: str, headers: Mapping[str, str] | None, queue_group: str
-) -> Iterator[Span]:
+    recorder: Recorder, subject: str, headers: Mapping[str, str] | None, queue_group: str
+) -> AbstractContextManager[Span]:
     """The CONSUMER span `process <subject>` of one NATS request, continuing the trace
     of its lowercase `traceparent`/`tracestate` headers; current while the block runs."""
-    parent = propagate.extract(headers or {})
-    with tracer.start_as_current_span(
+    return _current(
+        recorder,
         f"process {subject}",
-        context=parent,
-        kind=SpanKind.CONSUMER,
-        attributes={
+        SpanKind.CONSUMER,
+        propagate.extract(headers or {}),
+        {
             "messaging.system": "nats",
             "messaging.operation.name": "process",
             "messaging.operation.type": "process",
             "messaging.destination.name": subject,
             "messaging.consumer.group.name": queue_group,
         },
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        yield span
+    )
 
 
 def set_outcome(span: Span, transport: str, status: str, *, server_fault: bool) -> None:
@@ -244,13 +267,16 @@ def timing(span: Span) -> Timing:
     return Timing(trace_id=format(context.trace_id, "032x"), context=context)
 
 
-def batch_spans(tracer: Tracer, timing: Timing, *, model: str, version: str, backend: str) -> None:
+def batch_spans(
+    recorder: Recorder, timing: Timing, *, model: str, version: str, backend: str
+) -> None:
     """The batcher's part of one request's trace, from the times it recorded (queued →
     left the queue → model call → results handed back), made after the fact.
 
     The first recorded request of a model call gets "queue", "batch" and "execute"
-    children of its (current) span; the batch span links to every other recorded
-    request of the call and counts them in `messaging.batch.message_count`. Each other
+    children of its (current) span; the batch span carries the model's attributes,
+    links to every other recorded request of the call and counts them in
+    `messaging.batch.message_count`. Each other
     request's span only links to that batch span: one model call, one set of spans.
     """
     run = timing.batch
@@ -258,7 +284,7 @@ def batch_spans(tracer: Tracer, timing: Timing, *, model: str, version: str, bac
         return
     current = trace.get_current_span()
     if run.span is not None:
-        current.add_link(run.span, {"tandem.link": "batch"})
+        current.add_link(run.span, _BATCH_LINK)
         return
     # Monotonic times to wall-clock nanoseconds, from one reading of each clock.
     shift = time.time_ns() - time.monotonic_ns()
@@ -270,23 +296,27 @@ def batch_spans(tracer: Tracer, timing: Timing, *, model: str, version: str, bac
         "tandem.batch_requests": run.requests,
     }
     own = current.get_span_context()
-    links = [Link(c, {"tandem.link": "request"}) for c in run.contexts if c != own]
     batch_attributes = attributes
     if run.requests > 1:
         batch_attributes = {**attributes, "messaging.batch.message_count": run.requests}
-    for name, start, end in (
-        ("queue", timing.queued_ns, run.taken_ns),
-        ("batch", run.taken_ns, run.done_ns),
-        ("execute", run.started_ns, run.ended_ns),
-    ):
-        if end:
-            is_batch = name == "batch"
-            span = tracer.start_span(
-                name,
-                attributes=batch_attributes if is_batch else attributes,
-                links=links if is_batch else None,
-                start_time=start + shift,
-            )
-            span.end(end_time=max(start, end) + shift)
-            if is_batch:
-                run.span = span.get_span_context()
+    # The model's attributes go on the batch span only: its siblings "queue" and
+    # "execute" have the same parent, and every attribute costs encoding CPU.
+    recorder.record(
+        "queue", own, None, start_ns=timing.queued_ns + shift, end_ns=run.taken_ns + shift
+    )
+    run.span = recorder.record(
+        "batch",
+        own,
+        batch_attributes,
+        start_ns=run.taken_ns + shift,
+        end_ns=max(run.taken_ns, run.done_ns) + shift,
+        links=[Link(c, _REQUEST_LINK) for c in run.contexts if c != own],
+    )
+    if run.ended_ns:
+        recorder.record(
+            "execute", own, None, start_ns=run.started_ns + shift, end_ns=run.ended_ns + shift
+        )
+
+
+_BATCH_LINK: dict[str, AttributeValue] = {"tandem.link": "batch"}
+_REQUEST_LINK: dict[str, AttributeValue] = {"tandem.link": "request"}
