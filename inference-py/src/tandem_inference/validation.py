@@ -59,7 +59,31 @@ def decode_inputs(config: ModelConfig, request: ModelInferRequest) -> dict[str, 
         batches = {name: a.shape[0] for name, a in arrays.items()}
         if len(set(batches.values())) > 1:
             raise InvalidArgument(f"inputs disagree on the batch size: {batches}")
+    _check_text_inputs(config, arrays)
     return arrays
+
+
+def _check_text_inputs(config: ModelConfig, arrays: dict[str, np.ndarray]) -> None:
+    if config.tokenizer is not None:
+        for name, texts in arrays.items():
+            check_texts(f'input "{name}"', texts, config.tokenizer.max_text_bytes)
+
+
+def check_texts(label: str, texts: np.ndarray, max_bytes: int) -> None:
+    """Each element is UTF-8 of at most `max_bytes`: checked per request, before the
+    batcher, so that one bad text is its caller's 400 and never fails a batch."""
+    for i, item in enumerate(texts.ravel()):
+        if len(item) > max_bytes:
+            raise InvalidArgument(
+                f"{label}: element {i} is {len(item)} bytes, over the model's "
+                f"max_text_bytes {max_bytes}"
+            )
+        try:
+            item.decode()
+        except UnicodeDecodeError as err:
+            raise InvalidArgument(
+                f"{label}: element {i} is not valid UTF-8 ({err.reason} at byte {err.start})"
+            ) from None
 
 
 def _check_raw_only(request: ModelInferRequest) -> None:
