@@ -104,6 +104,24 @@ def test_decode_inputs_checks_text_before_the_batcher(tmp_path: Path) -> None:
         decode_inputs(config, request)
 
 
+@pytest.mark.parametrize(("backend", "refused"), [("onnxruntime", True), ("pytorch", False)])
+def test_bytes_for_onnx_runtime_must_be_utf8(tmp_path: Path, backend: str, refused: bool) -> None:
+    """ONNX Runtime's string tensors are text: its BYTES inputs are checked as UTF-8
+    even without a tokenizer; other backends take any bytes."""
+    text = TEXT_CONFIG.split("[tokenizer]")[0].replace('"onnxruntime"', f'"{backend}"', 1)
+    config = read_config(write(tmp_path, text))
+    request = pb.ModelInferRequest(
+        model_name="m",
+        inputs=[pb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1])],
+        raw_input_contents=[codec.encode_raw(np.array([b"\xff" * 20], dtype=object))],
+    )
+    if refused:
+        with pytest.raises(InvalidArgument, match='input "text": element 0 is not valid UTF-8'):
+            decode_inputs(config, request)
+    else:
+        assert decode_inputs(config, request)["text"][0] == b"\xff" * 20
+
+
 @pytest.fixture(scope="module")
 def backends(committed_models: Path) -> dict[str, TextBackend]:
     loaded = {}
