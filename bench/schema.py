@@ -99,7 +99,9 @@ class Plan:
 
     def settings(self) -> dict[str, object]:
         """The plan less the pixels and the scenarios: what summary.json calls settings."""
-        return {k: v for k, v in asdict(self).items() if k not in ("pixels", "scenarios")}
+        # No text for the digits plans: their summaries stay as they were.
+        skip = ("pixels", "scenarios") + (() if self.text else ("text",))
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
 # Fields the Go side tags omitempty (absent from its JSON when empty).
