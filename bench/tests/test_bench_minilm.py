@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from tandem_stack import otlp
 
 import minilm
-from schema import Report
+
+if TYPE_CHECKING:
+    from schema import Report
 
 
 def stats(p50: float, p99: float) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def test_row_takes_capacity_latency_and_every_error() -> None:
     }
 
 
-def span(trace: str, service: str, kind: int, name: str, start: int, end: int) -> otlp.Span:
+def span(trace: str, service: str, kind: int, name: str, *, start: int, end: int) -> otlp.Span:
     return otlp.Span(
         trace_id=trace, span_id=f"{trace}-{name}", parent_id="", name=name, service=service,
         kind=kind, start_ns=start, end_ns=end, attributes={},
@@ -59,13 +61,15 @@ def test_hop_row_is_the_median_of_complete_traces() -> None:
     spans = []
     for t, model_us in (("a", 3000), ("b", 5000), ("c", 4000)):
         spans += [
-            span(t, "tandem-gateway", otlp.SERVER, "POST", 0, (model_us + 500) * 1000),
-            span(t, "tandem-gateway", otlp.CLIENT, "send", 0, (model_us + 400) * 1000),
-            span(t, "tandem-inference", otlp.SERVER, "process", 0, (model_us + 100) * 1000),
-            span(t, "tandem-inference", 1, "execute", 0, model_us * 1000),
+            span(t, "tandem-gateway", otlp.SERVER, "POST", start=0, end=(model_us + 500) * 1000),
+            span(t, "tandem-gateway", otlp.CLIENT, "send", start=0, end=(model_us + 400) * 1000),
+            span(
+                t, "tandem-inference", otlp.SERVER, "process", start=0, end=(model_us + 100) * 1000
+            ),
+            span(t, "tandem-inference", 1, "execute", start=0, end=model_us * 1000),
         ]
     # A trace without Python's spans is not counted.
-    spans.append(span("d", "tandem-gateway", otlp.SERVER, "POST", 0, 10**9))
+    spans.append(span("d", "tandem-gateway", otlp.SERVER, "POST", start=0, end=10**9))
     got = minilm.hop_row("grpc", spans)
     assert got["traces"] == 3
     assert got["median_us"]["model"] == 4000.0

@@ -108,7 +108,9 @@ def test_decode_inputs_checks_text_before_the_batcher(tmp_path: Path) -> None:
 def test_bytes_for_onnx_runtime_must_be_utf8(tmp_path: Path, backend: str, refused: bool) -> None:
     """ONNX Runtime's string tensors are text: its BYTES inputs are checked as UTF-8
     even without a tokenizer; other backends take any bytes."""
-    text = TEXT_CONFIG.split("[tokenizer]")[0].replace('"onnxruntime"', f'"{backend}"', 1)
+    text = TEXT_CONFIG.split("[tokenizer]", maxsplit=1)[0].replace(
+        '"onnxruntime"', f'"{backend}"', 1
+    )
     config = read_config(write(tmp_path, text))
     request = pb.ModelInferRequest(
         model_name="m",
