@@ -18,6 +18,7 @@ TRANSPORT  ?= grpc
 WORKERS    ?=
 , := ,
 MODELS     := models/digits/1/model.onnx
+MINILM     := models/minilm/1/model.onnx
 
 GO_SOURCES := $(shell find edge-go -name '*.go' -not -path '*/bin/*' 2>/dev/null) edge-go/go.mod edge-go/go.sum
 PY_SOURCES := $(shell find inference-py/src -name '*.py' 2>/dev/null)
@@ -55,10 +56,14 @@ $(LOADGEN): $(LOADGEN_SOURCES) $(wildcard edge-go/gen/inferencepb/*.go) edge-go/
 k8s-tools: ## the pinned kustomize that tests/test_deploy.py renders the manifests with
 	$(call timed,kustomize (deploy/k8s/tools),cd deploy/k8s/tools && go tool kustomize version >/dev/null)
 
-models: $(MODELS) ## train the digits MLP and export it for both backends
+models: $(MODELS) $(MINILM) ## train the digits MLP, export it and MiniLM for both backends
 
 $(MODELS): $(VENV)/.installed $(PY_SOURCES)
 	$(call timed,training and exporting the models,$(PY) -m tandem_inference build-models --repository models)
+
+# all-MiniLM-L6-v2 from the pinned package, for both backends (about 175 MB).
+$(MINILM): $(VENV)/.installed inference-py/src/tandem_inference/minilm.py
+	$(call timed,exporting MiniLM (models/minilm*),HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m tandem_inference build-minilm --repository models --force)
 
 proto: $(VENV)/.installed ## regenerate the Go and Python code from proto/
 	proto/generate.sh

@@ -34,10 +34,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, cast
 
+import tandem_stack.stack
 from tandem_stack import otlp
-from tandem_stack.stack import GATEWAY, MODELS
+from tandem_stack.stack import GATEWAY, MODELS, model_subset
 
 import cpuset
+import minilm
 import scaling
 import soak
 from driver import LOADGEN, drive, plan_for
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 
 BENCH = Path(__file__).resolve().parent
 CPU_MODES = ("both", "same", "all")
+DIGITS_MODELS = ("digits", "digits-torch")
 
 
 class CpuRecord(TypedDict):
@@ -132,6 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="skip the scaling section (1 and 2 workers, both hops, same CPU and all cores)",
     )
     parser.add_argument("--scaling-only", action="store_true", help="run only the scaling section")
+    parser.add_argument(
+        "--no-minilm",
+        action="store_true",
+        help="skip the minilm section (sentence embeddings; not in --quick unless --minilm-only)",
+    )
+    parser.add_argument(
+        "--minilm-only", action="store_true", help="run only the minilm section (minilm.md)"
+    )
     parser.add_argument("--locust", action="store_true", help="Locust users instead of loadgen")
     parser.add_argument("--locust-users", type=int, default=32, help="concurrent Locust users")
     parser.add_argument("--locust-time", default="30s", help="per scenario, e.g. 30s, 2m")
@@ -149,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rerender(args.rerender)
     if args.scaling_only and args.no_scaling:
         parser.error("--scaling-only and --no-scaling exclude each other")
+    if args.minilm_only and args.no_minilm:
+        parser.error("--minilm-only and --no-minilm exclude each other")
 
     names = args.only or (soak.DEFAULT_SCENARIOS if args.soak else None)
     scenarios = [s for s in SCENARIOS if not names or s.name in names]
@@ -165,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = folder(root / stamp)
     raw = folder(out / "raw")
+    # The digits sections' stacks serve the digits models alone, as before MiniLM joined
+    # models/: its load would add to their start and to Python's RSS. minilm.py passes
+    # its own repositories.
+    tandem_stack.stack.DEFAULT_MODELS = model_subset(DIGITS_MODELS, raw / "models")
     budget = cpuset.Budget.split() if args.cpu in ("both", "same") else cpuset.Budget()
 
     if args.soak:
@@ -263,6 +280,11 @@ def sweep_run(
     scaled = None
     # The scaling section starts stacks of its own: after the passes, with theirs stopped.
     run_scaling = not args.no_scaling and not args.only
+    if args.minilm_only:
+        section = minilm.run(raw, quick=args.quick)
+        (out / "minilm.md").write_text(minilm.render(section))
+        print((out / "minilm.md").read_text())
+        return _quick_verdict(minilm.problems(section)) if args.quick else 0
     if args.scaling_only:
         scaled = _scaling(raw, quick=args.quick)
         problems += _check_scaling(scaled)
@@ -278,6 +300,11 @@ def sweep_run(
     if run_scaling:
         scaled = _scaling(raw, quick=args.quick)
         problems += _check_scaling(scaled)
+    # Minutes of its own (two CPU modes, five configurations): in the full run only;
+    # --quick leaves it out, `--quick --minilm-only` proves its pipeline.
+    section = None
+    if not args.no_minilm and not args.only and not args.quick:
+        section = minilm.run(raw, quick=False)
     (raw / "phases.json").write_text(json.dumps(extra))
     summary = write_report(
         out,
@@ -290,6 +317,10 @@ def sweep_run(
         same_cpu_only=args.cpu == "same",
         scaling=scaled,
     )
+    if section is not None:
+        (out / "minilm.md").write_text(minilm.render(section))
+        with (out / "summary.md").open("a") as f:
+            f.write("\n" + minilm.render(section))
     _finish(root, stamp)
     return _quick_verdict(problems + check_quick(summary, out)) if args.quick else 0
 

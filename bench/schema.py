@@ -60,6 +60,7 @@ class Plan:
     model: str = "digits"
     pixels: tuple[float, ...] = ()  # one 8x8 digit, the same for every request
     batch: int = 1  # rows per request
+    text: str = ""  # set: a text model's requests, this text in every row (minilm.py)
     bound_ms: float = 20.0  # capacity is the highest rate whose p99 stays within this
     step_s: float = 3.0  # seconds each offered rate is held
     warmup_s: float = 2.0  # seconds at start_rps per scenario before anything is measured
@@ -98,7 +99,9 @@ class Plan:
 
     def settings(self) -> dict[str, object]:
         """The plan less the pixels and the scenarios: what summary.json calls settings."""
-        return {k: v for k, v in asdict(self).items() if k not in ("pixels", "scenarios")}
+        # No text for the digits plans: their summaries stay as they were.
+        skip = ("pixels", "scenarios") + (() if self.text else ("text",))
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
 # Fields the Go side tags omitempty (absent from its JSON when empty).

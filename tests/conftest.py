@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 from tandem_inference.train import heldout
-from tandem_stack.stack import MODELS, TRANSPORTS, Stack
+from tandem_stack import stack as stack_module
+from tandem_stack.stack import MODELS, TRANSPORTS, Stack, model_subset
 
 MODEL_NAMES = ("digits", "digits-torch")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def digits_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """What every stack serves unless a test gives it a repository: the digits models
+    alone (links to models/). Loading MiniLM's two 90 MB models would add seconds to
+    every stack's start; test_minilm.py serves them."""
+    root = model_subset(MODEL_NAMES, tmp_path_factory.mktemp("digits-models"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stack_module, "DEFAULT_MODELS", root)
+        yield root
 
 
 @pytest.fixture(scope="module", params=TRANSPORTS)
@@ -65,6 +79,16 @@ def infer_body(pixels: np.ndarray, **extra: object) -> dict[str, object]:
     }
     body.update(extra)
     return body
+
+
+def binary_request(header: dict[str, object], blob: bytes) -> tuple[bytes, dict[str, str]]:
+    """A body of the binary tensor extension (the JSON header, then the tensors' bytes)
+    and its headers."""
+    head = json.dumps(header).encode()
+    return head + blob, {
+        "Inference-Header-Content-Length": str(len(head)),
+        "Content-Type": "application/octet-stream",
+    }
 
 
 def probabilities(response: httpx.Response) -> np.ndarray:

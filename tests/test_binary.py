@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
 from tandem_stack.stack import Stack
 
-from conftest import probabilities
+from conftest import binary_request, probabilities
 
 Digits = tuple[np.ndarray, np.ndarray]
 
@@ -27,14 +25,6 @@ def test_triton_client_binary_matches_json(
     for model in ("digits", "digits-torch"):
         result = c.infer(model, [inp], outputs=[out])
         np.testing.assert_allclose(result.as_numpy("probabilities"), reference[:16], atol=1e-5)
-
-
-def binary_request(header: dict[str, object], blob: bytes) -> tuple[bytes, dict[str, str]]:
-    head = json.dumps(header).encode()
-    return head + blob, {
-        "Inference-Header-Content-Length": str(len(head)),
-        "Content-Type": "application/octet-stream",
-    }
 
 
 def test_binary_request_by_hand(

@@ -13,6 +13,9 @@ type Plan struct {
 	Model  string    `json:"model"`
 	Pixels []float32 `json:"pixels"` // one 8x8 digit, the same for every request
 	Batch  int       `json:"batch"`  // rows per request
+	// Text, when set, makes every request a text model's: input "text", BYTES
+	// [Batch], this string in every row; output "embedding" (the minilm models).
+	Text string `json:"text,omitempty"`
 
 	BoundMS     float64 `json:"bound_ms"`      // capacity is the highest rate whose p99 stays within this
 	StepS       float64 `json:"step_s"`        // seconds each offered rate is held
@@ -62,8 +65,8 @@ func loadPlan(path string) (Plan, error) {
 
 func (p Plan) validate() error {
 	switch {
-	case p.Model == "" || len(p.Pixels) == 0 || p.Batch < 1:
-		return fmt.Errorf("plan: model, pixels and batch >= 1 are required")
+	case p.Model == "" || (len(p.Pixels) == 0 && p.Text == "") || p.Batch < 1:
+		return fmt.Errorf("plan: model, pixels (or text) and batch >= 1 are required")
 	case p.BoundMS <= 0 || p.StepS <= 0 || p.TimeoutS <= 0:
 		return fmt.Errorf("plan: bound_ms, step_s and timeout_s must be positive")
 	case p.StartRPS < 1 || p.Factor <= 1 || p.MaxRPS < p.StartRPS:

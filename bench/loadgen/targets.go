@@ -19,11 +19,27 @@ import (
 	"github.com/tandem-ml/tandem/edge-go/gen/inferencepb"
 )
 
-// The model's tensor names; the same for digits and digits-torch.
-const (
-	inputName  = "pixels"
-	outputName = "probabilities"
-)
+// The model's tensor names: digits and digits-torch, or a text model's (Plan.Text).
+func (p Plan) inputName() string {
+	if p.Text != "" {
+		return "text"
+	}
+	return "pixels"
+}
+
+func (p Plan) outputName() string {
+	if p.Text != "" {
+		return "embedding"
+	}
+	return "probabilities"
+}
+
+func (p Plan) datatype() string {
+	if p.Text != "" {
+		return "BYTES"
+	}
+	return "FP32"
+}
 
 // A target is one scenario made ready for vegeta: the request it repeats and the
 // client that carries it. Every transport goes through vegeta's attacker, so every
@@ -73,9 +89,35 @@ func (p Plan) batch() []float32 {
 	return rows
 }
 
-func (p Plan) shape() []int64 { return []int64{int64(p.Batch), int64(len(p.Pixels))} }
+func (p Plan) shape() []int64 {
+	if p.Text != "" {
+		return []int64{int64(p.Batch)}
+	}
+	return []int64{int64(p.Batch), int64(len(p.Pixels))}
+}
+
+// jsonData is the input's JSON data: the text per row, or the digit's pixels.
+func (p Plan) jsonData() any {
+	if p.Text != "" {
+		texts := make([]string, p.Batch)
+		for i := range texts {
+			texts[i] = p.Text
+		}
+		return texts
+	}
+	return p.batch()
+}
 
 func (p Plan) rawInput() []byte {
+	if p.Text != "" {
+		// BYTES raw contents: per element a 4-byte little-endian length, then the bytes.
+		var raw []byte
+		for range p.Batch {
+			raw = binary.LittleEndian.AppendUint32(raw, uint32(len(p.Text)))
+			raw = append(raw, p.Text...)
+		}
+		return raw
+	}
 	rows := p.batch()
 	raw := make([]byte, 4*len(rows))
 	for i, v := range rows {
@@ -102,7 +144,7 @@ type jsonTensor struct {
 	Shape      []int64        `json:"shape,omitempty"`
 	Datatype   string         `json:"datatype,omitempty"`
 	Parameters map[string]any `json:"parameters,omitempty"`
-	Data       []float32      `json:"data,omitempty"`
+	Data       any            `json:"data,omitempty"`
 }
 
 type jsonRequest struct {
@@ -112,7 +154,7 @@ type jsonRequest struct {
 
 func restJSON(p Plan, s ScenarioSpec) (*target, error) {
 	body, err := json.Marshal(jsonRequest{Inputs: []jsonTensor{
-		{Name: inputName, Shape: p.shape(), Datatype: "FP32", Data: p.batch()},
+		{Name: p.inputName(), Shape: p.shape(), Datatype: p.datatype(), Data: p.jsonData()},
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("encode JSON request: %w", err)
@@ -137,10 +179,10 @@ func restBinary(p Plan, s ScenarioSpec) (*target, error) {
 	raw := p.rawInput()
 	header, err := json.Marshal(jsonRequest{
 		Inputs: []jsonTensor{{
-			Name: inputName, Shape: p.shape(), Datatype: "FP32",
+			Name: p.inputName(), Shape: p.shape(), Datatype: p.datatype(),
 			Parameters: map[string]any{"binary_data_size": len(raw)},
 		}},
-		Outputs: []jsonTensor{{Name: outputName, Parameters: map[string]any{"binary_data": true}}},
+		Outputs: []jsonTensor{{Name: p.outputName(), Parameters: map[string]any{"binary_data": true}}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode binary request header: %w", err)
@@ -166,7 +208,7 @@ func (p Plan) inferRequest() *inferencepb.ModelInferRequest {
 	return &inferencepb.ModelInferRequest{
 		ModelName: p.Model,
 		Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{
-			{Name: inputName, Datatype: "FP32", Shape: p.shape()},
+			{Name: p.inputName(), Datatype: p.datatype(), Shape: p.shape()},
 		},
 		RawInputContents: [][]byte{p.rawInput()},
 	}

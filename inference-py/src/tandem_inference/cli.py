@@ -1,4 +1,4 @@
-"""The `tandem-inference` command: `serve`, `build-models` and `init-model`."""
+"""The `tandem-inference` command: `serve`, `build-models`, `build-minilm` and `init-model`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     Settings.add_arguments(build, only=("model_repository", "log_level"))
     build.add_argument("--force", action="store_true", help="rebuild even when the artifacts exist")
+    minilm = commands.add_parser(
+        "build-minilm",
+        help="export all-MiniLM-L6-v2 from the pinned package for both backends, with its "
+        "tokenizer",
+    )
+    Settings.add_arguments(minilm, only=("model_repository", "log_level"))
+    minilm.add_argument(
+        "--force", action="store_true", help="rebuild even when the artifacts exist"
+    )
     init = commands.add_parser(
         "init-model",
         help="bring your own ONNX model: copy it to <repository>/NAME/1/model.onnx and write "
@@ -65,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings.model_repository, args.name, args.source, force=args.force
             )
             log.info("model initialised; review its config", extra={"config": str(written)})
+        elif args.command == "build-minilm":
+            # Imported here: the export needs torch and transformers; serving does not.
+            from tandem_inference.minilm import build_minilm  # noqa: PLC0415
+
+            build_minilm(settings.model_repository, force=args.force)
         else:
             # Imported here: training needs torch, which serving ONNX models does not.
             from tandem_inference.train import build_models  # noqa: PLC0415

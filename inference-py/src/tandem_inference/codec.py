@@ -180,11 +180,18 @@ def decode_contents(
     return wide.astype(dt.dtype).reshape(shape)
 
 
+def _as_bytes(item: object) -> bytes:
+    # ONNX Runtime hands string tensors back as str: BYTES on the wire are UTF-8.
+    return item.encode() if isinstance(item, str) else bytes(item)  # type: ignore[call-overload]
+
+
 def encode_raw(array: np.ndarray) -> bytes:
     """An array's raw bytes: little-endian and row-major; BYTES with length prefixes."""
     dt = datatype_of(array.dtype)
     if dt.is_bytes:
-        return b"".join(_LENGTH_PREFIX.pack(len(item)) + item for item in map(bytes, array.ravel()))
+        return b"".join(
+            _LENGTH_PREFIX.pack(len(item)) + item for item in map(_as_bytes, array.ravel())
+        )
     return np.ascontiguousarray(array, dtype=dt.dtype).tobytes()
 
 
@@ -196,6 +203,6 @@ def encode_contents(array: np.ndarray) -> InferTensorContents:
     contents = InferTensorContents()
     values = array.ravel()
     getattr(contents, dt.contents_field).extend(
-        list(map(bytes, values)) if dt.is_bytes else values.tolist()
+        list(map(_as_bytes, values)) if dt.is_bytes else values.tolist()
     )
     return contents

@@ -29,6 +29,11 @@ The format follows Triton's model configuration, in TOML::
     max_queue_size = 1024         # requests waiting beyond this are refused (429)
     inline_execute_us = 200       # run on the event loop if idle and this cheap (0: never)
 
+    [tokenizer]                   # optional: the one BYTES input is text, tokenized here
+    file = "tokenizer.json"       # in each version folder, beside the artifact
+    max_tokens = 256              # longer texts are truncated
+    max_text_bytes = 16384        # a longer element is refused (400) before the batcher
+
 Optional: `default_model_filename` (else the backend's default, e.g. model.onnx).
 """
 
@@ -55,6 +60,7 @@ _KEYS = {
     "options",
     "default_model_filename",
     "dynamic_batching",
+    "tokenizer",
 }
 # No delay by default: a request that finds the model idle runs at once, and under
 # load batches grow by themselves while the previous batch runs (batcher.py).
@@ -65,6 +71,10 @@ DEFAULT_INLINE_EXECUTE_US = 200
 # Enough for 8 full batches of the digits model waiting; beyond it a caller is told
 # to back off (429) rather than wait behind work that outlives its deadline.
 DEFAULT_MAX_QUEUE_SIZE = 1024
+# A sentence is tens of bytes; 16 KiB is pages of text, far past what 256 tokens keep,
+# so a longer element is a mistake (or an attack) and costs a 400, not tokenizer time.
+DEFAULT_MAX_TEXT_BYTES = 16384
+DEFAULT_MAX_TOKENS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +97,16 @@ class DynamicBatching:
 
 
 @dataclass(frozen=True, slots=True)
+class Tokenizer:
+    """The [tokenizer] table: the model's one BYTES input is UTF-8 text, which the
+    service tokenizes (text.py) into the graph's input_ids and attention_mask."""
+
+    file: str = "tokenizer.json"
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """One model's config.toml, checked."""
 
@@ -99,6 +119,7 @@ class ModelConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     default_model_filename: str | None = None
     dynamic_batching: DynamicBatching = field(default_factory=DynamicBatching)
+    tokenizer: Tokenizer | None = None
 
     @property
     def batched(self) -> bool:
@@ -217,7 +238,38 @@ def _parse(raw: dict[str, Any], folder: str) -> ModelConfig:
         options=options,
         default_model_filename=filename,
         dynamic_batching=_dynamic_batching(raw.get("dynamic_batching", {}), max_batch_size),
+        tokenizer=_tokenizer(raw.get("tokenizer"), inputs, max_batch_size),
     )
+
+
+def _tokenizer(
+    table: object, inputs: tuple[TensorSpec, ...], max_batch_size: int
+) -> Tokenizer | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise TypeError("tokenizer must be a table")
+    unknown = set(table) - {"file", "max_tokens", "max_text_bytes"}
+    if unknown:
+        raise ValueError(f"tokenizer: unknown keys {sorted(unknown)}")
+    if max_batch_size == 0 or [(t.datatype, t.shape) for t in inputs] != [("BYTES", (-1,))]:
+        raise ValueError(
+            "tokenizer: the model must batch and take one input, BYTES with shape [-1] "
+            "(one text per row)"
+        )
+    file = table.get("file", "tokenizer.json")
+    if not isinstance(file, str) or not file or "/" in file:
+        raise ValueError("tokenizer.file must be a file name")
+    max_tokens = _positive(table, "max_tokens", DEFAULT_MAX_TOKENS)
+    max_text_bytes = _positive(table, "max_text_bytes", DEFAULT_MAX_TEXT_BYTES)
+    return Tokenizer(file=file, max_tokens=max_tokens, max_text_bytes=max_text_bytes)
+
+
+def _positive(table: Mapping[str, Any], key: str, default: int) -> int:
+    value = table.get(key, default)
+    if not _is_int(value) or value <= 0:
+        raise ValueError(f"tokenizer.{key} must be an integer > 0")
+    return int(value)
 
 
 def _dynamic_batching(table: object, max_batch_size: int) -> DynamicBatching:

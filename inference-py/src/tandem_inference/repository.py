@@ -138,6 +138,11 @@ class ModelRepository:
     def _load_versions(self, model: _Model) -> dict[tuple[str, str], ModelVersion]:
         cls = backend_class(model.config.backend)
         filename = model.config.default_model_filename or cls.default_filename
+        if model.config.tokenizer is not None:
+            # Imported here: only text models need the tokenizers library.
+            from tandem_inference.text import TextBackend  # noqa: PLC0415
+
+            cls = TextBackend
         loaded: dict[tuple[str, str], ModelVersion] = {}
         for version in model.versions:
             artifact = model.path / version / filename

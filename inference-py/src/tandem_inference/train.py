@@ -30,7 +30,7 @@ from tandem_inference.dataset import heldout, split
 from tandem_inference.errors import Internal, ModelConfigError
 from tandem_inference.model_config import CONFIG_FILENAME
 
-__all__ = ["MIN_ACCURACY", "build_models", "heldout", "train"]
+__all__ = ["MIN_ACCURACY", "build_models", "heldout", "train", "write_artifact"]
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ def build_models(repository: Path, *, force: bool = False) -> bool:
     if accuracy < MIN_ACCURACY:
         raise Internal(f"held-out accuracy {accuracy:.2%} is below {MIN_ACCURACY:.0%}")
     example = torch.from_numpy(heldout()[0][:2])
-    _write(onnx_path, lambda tmp: _export_onnx(model, example, tmp))
-    _write(torch_path, lambda tmp: _export_torch(model, example, tmp))
+    write_artifact(onnx_path, lambda tmp: _export_onnx(model, example, tmp))
+    write_artifact(torch_path, lambda tmp: _export_torch(model, example, tmp))
     log.info(
         "models built",
         extra={
@@ -128,7 +128,7 @@ def build_models(repository: Path, *, force: bool = False) -> bool:
     return True
 
 
-def _write(path: Path, export: Callable[[Path], None]) -> None:
+def write_artifact(path: Path, export: Callable[[Path], None]) -> None:
     """Export into a scratch folder beside `path`, then rename: a build that dies halfway
     leaves no artifact that a later build would take as done."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,37 @@ def decode_inputs(config: ModelConfig, request: ModelInferRequest) -> dict[str, 
         batches = {name: a.shape[0] for name, a in arrays.items()}
         if len(set(batches.values())) > 1:
             raise InvalidArgument(f"inputs disagree on the batch size: {batches}")
+    _check_text_inputs(config, arrays)
     return arrays
+
+
+def _check_text_inputs(config: ModelConfig, arrays: dict[str, np.ndarray]) -> None:
+    # A text model reads its BYTES as UTF-8 text; so does ONNX Runtime, whose string
+    # tensors are str in Python: anything else would fail the whole batch later.
+    if config.tokenizer is None and config.backend != "onnxruntime":
+        return
+    max_bytes = config.tokenizer.max_text_bytes if config.tokenizer else None
+    for spec in config.inputs:
+        if spec.datatype == "BYTES":
+            check_texts(f'input "{spec.name}"', arrays[spec.name], max_bytes)
+
+
+def check_texts(label: str, texts: np.ndarray, max_bytes: int | None) -> None:
+    """Each element is UTF-8 of at most `max_bytes` (None: any length): checked per
+    request, before the batcher, so that one bad text is its caller's 400 and never
+    fails a batch."""
+    for i, item in enumerate(texts.ravel()):
+        if max_bytes is not None and len(item) > max_bytes:
+            raise InvalidArgument(
+                f"{label}: element {i} is {len(item)} bytes, over the model's "
+                f"max_text_bytes {max_bytes}"
+            )
+        try:
+            item.decode()
+        except UnicodeDecodeError as err:
+            raise InvalidArgument(
+                f"{label}: element {i} is not valid UTF-8 ({err.reason} at byte {err.start})"
+            ) from None
 
 
 def _check_raw_only(request: ModelInferRequest) -> None:

@@ -7,6 +7,9 @@ hop to the Python service, to both `digits` (ONNX Runtime) and `digits-torch`
 accuracy of each model and how far the two backends differ; then it traces one
 request and prints its waterfall, built from the spans both processes exported
 over OTLP to a receiver the demo runs, with the share of time each hop took.
+Last, a small semantic search: a handful of sentences are embedded by `minilm`
+(all-MiniLM-L6-v2 on ONNX Runtime) through the gateway, a query is embedded the
+same way, and the sentences are printed ranked by cosine similarity to it.
 """
 
 from __future__ import annotations
@@ -91,6 +94,46 @@ def show_trace(transport: str, client: httpx.Client, receiver: Receiver, row: np
     print(f"\n  Server-Timing: {r.headers.get('server-timing', '(none)')}")
 
 
+# The semantic search's corpus and queries: the embeddings are unit vectors, so a dot
+# product is the cosine similarity.
+CORPUS = [
+    "The cat sleeps on the warm windowsill.",
+    "Our quarterly revenue grew by twelve percent.",
+    "To fix a flat tyre, remove the wheel and patch the inner tube.",
+    "Der Zug nach Berlin fährt um acht Uhr ab.",
+    "The recipe needs two eggs, flour and a pinch of salt.",
+    "Le chien court dans le parc.",
+    "Replace the bicycle chain when it starts to skip.",
+    "The stock market closed lower on Friday.",
+]
+QUERIES = ["my bike has a puncture", "when does the train leave?", "a dog playing outside"]
+
+
+def embed(client: httpx.Client, texts: list[str]) -> np.ndarray:
+    """Sentence embeddings from `minilm`, one BYTES tensor of UTF-8 strings."""
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]}
+    r = client.post("/v2/models/minilm/infer", json=body)
+    r.raise_for_status()
+    (out,) = r.json()["outputs"]
+    return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
+
+
+def semantic_search(transport: str, client: httpx.Client) -> None:
+    started = time.perf_counter()
+    corpus = embed(client, CORPUS)
+    queries = embed(client, QUERIES)
+    elapsed = time.perf_counter() - started
+    print(
+        f"\n  semantic search over {transport}: {len(CORPUS)} sentences and "
+        f"{len(QUERIES)} queries embedded by minilm in {elapsed * 1e3:.0f} ms"
+    )
+    for query, q in zip(QUERIES, queries, strict=True):
+        scores = corpus @ q
+        print(f"\n    query: {query!r}")
+        for rank, i in enumerate(np.argsort(-scores)[:3], start=1):
+            print(f"      {rank}. {scores[i]:.3f}  {CORPUS[i]}")
+
+
 def main() -> int:
     pixels, labels = heldout()
     pixels = np.asarray(pixels, dtype=np.float32)
@@ -102,6 +145,7 @@ def main() -> int:
                 with httpx.Client(base_url=stack.rest_url, timeout=30) as client:
                     show(transport, client, pixels, np.asarray(labels))
                     show_trace(transport, client, receiver, pixels[0])
+                    semantic_search(transport, client)
             except (RuntimeError, TimeoutError, httpx.HTTPError) as err:
                 print(f"demo failed: {err}\n{stack.logs()}", file=sys.stderr)
                 return 1

@@ -41,6 +41,10 @@ NATS_SERVER = ROOT / "edge-go" / "bin" / "nats-server"
 # The shipped per-model routing: edge coalescing on, as measured fastest (edge-go/README.md).
 ROUTING = ROOT / "edge-go" / "routing.toml"
 MODELS = ROOT / "models"
+# The repository a Stack serves unless it is given one. The cross-language tests
+# narrow it to the digits models (tests/conftest.py), so that only the tests of
+# MiniLM pay for loading it.
+DEFAULT_MODELS = MODELS
 TRANSPORTS = ("grpc", "nats")
 # The name the workers report in grpc.health.v1, which the gateway checks.
 GRPC_HEALTH_SERVICE = "inference.GRPCInferenceService"
@@ -85,6 +89,16 @@ def default_workers(transport: str, cores: int | None = None) -> int:
     if cores is None:
         cores = len(os.sched_getaffinity(0))
     return max(1, cores - 1)
+
+
+def model_subset(names: Sequence[str], root: Path) -> Path:
+    """A repository at `root` of the models `names` alone: links to their folders in models/."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        link = root / name
+        if not link.exists():
+            link.symlink_to(MODELS / name, target_is_directory=True)
+    return root
 
 
 def free_port() -> int:
@@ -194,7 +208,7 @@ class Stack:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tandem-")))
     workers: int = 1
     embedded_nats: bool = False
-    models: Path = MODELS
+    models: Path = field(default_factory=lambda: DEFAULT_MODELS)
     routing: Path | None = ROUTING
     gateway_args: Sequence[str] = ()
     python_args: Sequence[str] = ()

@@ -66,8 +66,20 @@ class OnnxRuntimeBackend(Backend):
         return cls(session, [o.name for o in config.outputs])
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self._session.run(self._output_names, dict(inputs))
+        feeds = {name: _as_ort(array) for name, array in inputs.items()}
+        results = self._session.run(self._output_names, feeds)
         return {name: np.asarray(r) for name, r in zip(self._output_names, results, strict=True)}
+
+
+def _as_ort(array: np.ndarray) -> np.ndarray:
+    """A BYTES tensor (bytes objects) as ONNX Runtime's string tensors want it: str.
+    ORT would take a bytes object for its repr ("b'...'"). The elements were checked
+    as UTF-8 before the batcher (validation.py)."""
+    if array.dtype != object:
+        return array
+    texts = np.empty(array.shape, dtype=object)
+    texts.ravel()[:] = [bytes(item).decode() for item in array.ravel()]
+    return texts
 
 
 def _check_names(config: ModelConfig, kind: str, in_graph: list[str]) -> None:
