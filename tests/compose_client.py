@@ -12,18 +12,16 @@ first failure, saying what failed.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import numpy as np
 import tritonclient.grpc as tgrpc
 from tandem_inference.dataset import heldout
+from tandem_stack.stack import service_replies
 
 MODELS = ("digits", "digits-torch")
 ROWS = 32
@@ -35,7 +33,17 @@ def env_file(path: Path) -> dict[str, str]:
         for line in path.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
-    return {k: v for k, v in pairs}
+    return dict(pairs)
+
+
+def pixels(x: np.ndarray) -> dict[str, Any]:
+    """The OIP JSON input tensor of a [n, 64] batch of digits."""
+    return {
+        "name": "pixels",
+        "datatype": "FP32",
+        "shape": list(x.shape),
+        "data": x.ravel().tolist(),
+    }
 
 
 def check(ok: bool, what: str) -> None:
@@ -50,11 +58,7 @@ def rest(base: str, x: np.ndarray, y: np.ndarray) -> None:
         check(page.status_code == 200 and "<canvas" in page.text, "GET / is the demo page")
         check(c.get("/v2/health/ready").status_code == 200, "GET /v2/health/ready is 200")
         for model in MODELS:
-            body = {
-                "inputs": [
-                    {"name": "pixels", "datatype": "FP32", "shape": [ROWS, 64], "data": x.ravel().tolist()}
-                ]
-            }
+            body = {"inputs": [pixels(x)]}
             r = c.post(f"/v2/models/{model}/infer", json=body)
             check(r.status_code == 200, f"REST infer {model}: {r.status_code} {r.text[:200]}")
             (out,) = r.json()["outputs"]
@@ -77,24 +81,6 @@ def grpc(addr: str, x: np.ndarray, y: np.ndarray) -> None:
         check(right >= ROWS - 2, f"gRPC {model}: {right}/{ROWS} held-out digits right")
 
 
-async def worker_stats(url: str, user: str, password: str) -> list[dict[str, Any]]:
-    nc = await nats.connect(url, user=user, password=password)
-    try:
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox)
-        await nc.publish("$SRV.STATS.tandem-inference", b"", reply=inbox)
-        replies = []
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=1.0)
-            except nats.errors.TimeoutError:
-                return replies
-            if msg.data:
-                replies.append(json.loads(msg.data))
-    finally:
-        await nc.close()
-
-
 def served(stats: list[dict[str, Any]]) -> dict[str, int]:
     subject = "oip.v2.models.digits.infer"
     return {
@@ -108,19 +94,21 @@ def served(stats: list[dict[str, Any]]) -> dict[str, int]:
 def workers(base: str, nats_url: str, password: str, n: int, x: np.ndarray) -> None:
     """Exactly n workers answer; a burst of single-row requests reaches every one (the
     queue group picks at random: 30 per worker leaves one idle with odds of 1e-5)."""
-    before = served(asyncio.run(worker_stats(nats_url, "observer", password)))
+    host = nats_url.removeprefix("nats://")
+    observer = [f"nats://observer:{password}@{host}"]
+    before = served(service_replies(observer, "STATS"))
     deadline = time.monotonic() + 60
     while len(before) < n and time.monotonic() < deadline:
         time.sleep(1)
-        before = served(asyncio.run(worker_stats(nats_url, "observer", password)))
+        before = served(service_replies(observer, "STATS"))
     check(len(before) == n, f"{len(before)} NATS workers answer $SRV.STATS, want {n}")
-    row = {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": x[0].tolist()}]}
+    row = {"inputs": [pixels(x[:1])]}
     with httpx.Client(base_url=base, timeout=30) as c:
         for _ in range(30 * n):
             r = c.post("/v2/models/digits/infer", json=row)
             if r.status_code != 200:
                 check(False, f"burst request: {r.status_code} {r.text[:200]}")
-    after = served(asyncio.run(worker_stats(nats_url, "observer", password)))
+    after = served(service_replies(observer, "STATS"))
     took = {w: after.get(w, 0) - before.get(w, 0) for w in before}
     print(f"requests per worker: {sorted(took.values())}")
     check(len(took) == n and min(took.values()) > 0, f"all {n} workers served part of the burst")

@@ -15,7 +15,6 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -61,8 +60,8 @@ def dockerfile_stage(service: dict[str, Any]) -> list[str]:
 
 def test_compose_validates_against_the_compose_spec() -> None:
     out = subprocess.run(
-        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec"]
-        + [str(ROOT / "compose.yaml")],
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "compose.yaml"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -124,7 +123,8 @@ def test_every_service_is_hardened_and_limited(name: str) -> None:
     assert s.get("user", "") not in {"root", "0", "0:0"}
     if "build" in s:
         users = [line.split()[1] for line in dockerfile_stage(s) if line.startswith("USER ")]
-        assert users and users[-1].split(":")[0] not in {"root", "0"}, users
+        assert users, name
+        assert users[-1].split(":")[0] not in {"root", "0"}, users
     elif name == "nats":
         assert s["user"] == "65534:65534"  # the image's default is root
 
@@ -160,7 +160,8 @@ def test_env_example_names_every_required_variable() -> None:
         for line in (ROOT / ".env.example").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     }
-    assert required and required <= env, required - env
+    assert required
+    assert required <= env, required - env
     makefile = (ROOT / "Makefile").read_text()
     for var in required:
         assert var.removesuffix("_PASSWORD") in makefile, f"make's .env does not write {var}"
@@ -207,7 +208,9 @@ def test_addresses_agree_across_the_configs() -> None:
         f"otel-collector:{telemetry['prometheus']['port']}"
     ]
     locust = s["locust"]["environment"]
-    assert locust["TANDEM_BENCH_GATEWAY_URL"] == f"http://gateway:{port(gateway['TANDEM_HTTP_ADDR'])}"
+    assert (
+        locust["TANDEM_BENCH_GATEWAY_URL"] == f"http://gateway:{port(gateway['TANDEM_HTTP_ADDR'])}"
+    )
     assert locust["TANDEM_BENCH_GATEWAY_GRPC"] == f"gateway:{port(gateway['TANDEM_GRPC_ADDR'])}"
     assert locust["TANDEM_BENCH_PYTHON_GRPC"] == f"inference:{port(worker['TANDEM_GRPC_ADDR'])}"
     locustfile = (ROOT / "bench" / "locustfile.py").read_text()
@@ -291,26 +294,26 @@ def live_metrics() -> frozenset[str]:
     has been used: infer calls to both models, a bad request, an unknown model, a call
     without the API key (refused), and one after the worker stopped (a hop error)."""
     key = {"Authorization": "Bearer dashboard-key"}
-    with Stack(gateway_args=["--api-keys", "dashboard-key"]) as s:
-        with httpx.Client(base_url=s.rest_url, timeout=30, headers=key) as c:
-            for model in MODEL_NAMES:
-                r = c.post(f"/v2/models/{model}/infer", json=infer_body(np.zeros(64)))
-                assert r.status_code == 200, r.text
-            assert c.post("/v2/models/digits/infer", json={"inputs": []}).status_code == 400
-            assert c.post("/v2/models/nope/infer", json=infer_body(np.zeros(64))).status_code == 404
-            anonymous = httpx.post(f"{s.rest_url}/v2/models/digits/infer", json={}, timeout=30)
-            assert anonymous.status_code == 401
-            python = httpx.get(f"http://{s.python_metrics_addr}/metrics", timeout=10).text
-            s.process("inference-py").stop()
-            r = c.post("/v2/models/digits/infer", json=infer_body(np.zeros(64)))
-            assert r.status_code == 503, r.text
-            gateway = httpx.get(f"http://{s.admin_addr}/metrics", timeout=10).text
+    stack = Stack(gateway_args=["--api-keys", "dashboard-key"])
+    with stack as s, httpx.Client(base_url=s.rest_url, timeout=30, headers=key) as c:
+        for model in MODEL_NAMES:
+            r = c.post(f"/v2/models/{model}/infer", json=infer_body(np.zeros(64)))
+            assert r.status_code == 200, r.text
+        assert c.post("/v2/models/digits/infer", json={"inputs": []}).status_code == 400
+        assert c.post("/v2/models/nope/infer", json=infer_body(np.zeros(64))).status_code == 404
+        anonymous = httpx.post(f"{s.rest_url}/v2/models/digits/infer", json={}, timeout=30)
+        assert anonymous.status_code == 401
+        python = httpx.get(f"http://{s.python_metrics_addr}/metrics", timeout=10).text
+        s.process("inference-py").stop()
+        r = c.post("/v2/models/digits/infer", json=infer_body(np.zeros(64)))
+        assert r.status_code == 503, r.text
+        gateway = httpx.get(f"http://{s.admin_addr}/metrics", timeout=10).text
     return frozenset(metric_names(gateway) | metric_names(python))
 
 
 @pytest.fixture(scope="module")
-def exported() -> Iterator[frozenset[str]]:
-    yield live_metrics()
+def exported() -> frozenset[str]:
+    return live_metrics()
 
 
 def test_dashboard_metrics_are_exported(exported: frozenset[str]) -> None:
@@ -329,7 +332,8 @@ def test_dockerfile_is_hadolint_clean(dockerfile: str) -> None:
         text=True,
         check=False,
     )
-    assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not out.stdout.strip(), out.stdout
 
 
 def test_dockerignore_keeps_the_venv_and_built_models_out() -> None:

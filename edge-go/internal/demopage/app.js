@@ -9,7 +9,8 @@
 // the fraction inked: the page takes 16 times the mean ink of each cell.
 const GRID = 8;
 const MAX = 16;
-const MODELS = ["digits", "digits-torch"];
+// The same network on both backends: they should agree.
+const MODELS = { digits: "ONNX Runtime", "digits-torch": "PyTorch" };
 const TIMING_CLASSES = { edge: "edge", hop: "hop", python: "python", queue: "queue", model: "model-time" };
 
 const pad = document.getElementById("pad");
@@ -209,7 +210,7 @@ async function classify() {
   const auth = document.getElementById("key").value.trim();
   document.body.dataset.state = "busy";
   await Promise.all(
-    MODELS.map(async (model) => {
+    Object.keys(MODELS).map(async (model) => {
       const card = document.querySelector(`.model[data-model="${model}"]`);
       try {
         showResult(card, await infer(model, values, auth));
@@ -233,6 +234,20 @@ async function loadSettings() {
     : "unknown";
 }
 
+function cards() {
+  const template = document.getElementById("model-card");
+  document.querySelector(".models").replaceChildren(
+    ...Object.entries(MODELS).map(([model, backend]) => {
+      const card = template.content.firstElementChild.cloneNode(true);
+      card.dataset.model = model;
+      card.querySelector(".name").textContent = model;
+      card.querySelector(".backend").textContent = backend;
+      return card;
+    }),
+  );
+}
+
+cards();
 clearPad();
 strokes();
 document.getElementById("clear").addEventListener("click", clearPad);
