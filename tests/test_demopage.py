@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, Request, sync_playwright
 from tandem_stack.stack import Stack
 
 from conftest import MODEL_NAMES
@@ -24,14 +25,6 @@ from conftest import MODEL_NAMES
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMING_PARTS = ["edge", "hop", "python", "queue", "model"]
 TRACE_LINK = re.compile(r"http://localhost:16686/trace/([0-9a-f]{32})")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield b
-        b.close()
 
 
 @dataclass
@@ -55,32 +48,39 @@ class Demo:
         return self.page.inner_text(f"{self.card(model)} .class")
 
 
-def open_demo(browser: Browser, stack: Stack) -> Demo:
-    page = browser.new_page()
-    demo = Demo(page, stack.rest_url)
+@contextmanager
+def open_demo(stack: Stack) -> Iterator[Demo]:
+    """The demo page of a running stack in headless Chromium. Playwright's sync API runs
+    an event loop of its own, so it starts after the stack (whose start uses asyncio)."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page()
+        demo = Demo(page, stack.rest_url)
 
-    def console(msg: ConsoleMessage) -> None:
-        # A violation of the Content-Security-Policy is reported here too.
-        if msg.type == "error" and "favicon.ico" not in (msg.location.get("url") or ""):
-            demo.errors.append(msg.text)
+        def console(msg: ConsoleMessage) -> None:
+            # A violation of the Content-Security-Policy is reported here too.
+            if msg.type == "error" and "favicon.ico" not in (msg.location.get("url") or ""):
+                demo.errors.append(msg.text)
 
-    def request(req: Request) -> None:
-        if not req.url.startswith(stack.rest_url + "/"):
-            demo.foreign.append(req.url)
+        def request(req: Request) -> None:
+            if not req.url.startswith(stack.rest_url + "/"):
+                demo.foreign.append(req.url)
 
-    page.on("console", console)
-    page.on("pageerror", lambda exc: demo.errors.append(str(exc)))
-    page.on("request", request)
-    page.goto(stack.rest_url + "/")
-    page.evaluate("window.tandemDemo.ready")
-    return demo
+        page.on("console", console)
+        page.on("pageerror", lambda exc: demo.errors.append(str(exc)))
+        page.on("request", request)
+        page.goto(stack.rest_url + "/")
+        page.evaluate("window.tandemDemo.ready")
+        yield demo
+        browser.close()
 
 
-@pytest.fixture(scope="module")
-def demo(browser: Browser, stack: Stack) -> Iterator[Demo]:
-    d = open_demo(browser, stack)
-    yield d
-    d.page.close()
+@pytest.fixture
+def demo(stack: Stack) -> Iterator[Demo]:
+    """A browser per test: Playwright's loop must not be running while a stack starts
+    (the next module's, or a test's own)."""
+    with open_demo(stack) as d:
+        yield d
 
 
 def first_of_each_class(
@@ -117,11 +117,12 @@ def test_painted_digits_get_their_class_from_both_models(
             assert demo.predicted(model) == str(label), (model, label)
             assert demo.page.locator(f"{card} .probabilities li").count() == 10
             assert demo.page.inner_text(f"{card} .probabilities li.top .v").startswith(f"{label}: ")
+    check_breakdown_and_trace_links(demo)
     assert not demo.errors
     assert not demo.foreign
 
 
-def test_breakdown_and_trace_link_show(demo: Demo) -> None:
+def check_breakdown_and_trace_links(demo: Demo) -> None:
     """After a request, each model shows its Server-Timing parts as a bar whose
     segments add up to the whole, and a link to a trace id of its own."""
     trace_ids = []
@@ -170,11 +171,10 @@ def test_drawing_with_the_mouse(demo: Demo) -> None:
     assert not demo.errors
 
 
-def test_the_page_needs_the_key_the_api_needs(browser: Browser) -> None:
+def test_the_page_needs_the_key_the_api_needs() -> None:
     """With API keys, the page itself is public but its infer calls are the API's: without
     a key each model says 401 and why; with the key typed in, they answer."""
-    with Stack(gateway_args=["--api-keys", "demo-key"]) as s:
-        d = open_demo(browser, s)
+    with Stack(gateway_args=["--api-keys", "demo-key"]) as s, open_demo(s) as d:
         d.page.evaluate("v => window.tandemDemo.paintPixels(v)", [8] * 64)
         d.classify_by_click()
         for model in MODEL_NAMES:
@@ -186,4 +186,3 @@ def test_the_page_needs_the_key_the_api_needs(browser: Browser) -> None:
         for model in MODEL_NAMES:
             assert d.page.is_hidden(f"{d.card(model)} .error")
             assert d.predicted(model) in set("0123456789")
-        d.page.close()
