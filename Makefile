@@ -62,7 +62,8 @@ chromium: ## Debian's chromium for the demo page's browser test (apt-get, when r
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    printf '==> %s\n' "Debian's chromium (apt-get install chromium)"; \
-	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 \
+	      || { echo "apt-get install chromium failed: install it by hand for tests/test_demopage.py" >&2; exit 1; }; \
 	  else echo "tests/test_demopage.py needs Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 models: $(MODELS) ## train the digits MLP and export it for both backends
