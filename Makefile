@@ -24,12 +24,12 @@ GO_SOURCES := $(shell find edge-go -name '*.go' -not -path '*/bin/*' 2>/dev/null
 PY_SOURCES := $(shell find inference-py/src -name '*.py' 2>/dev/null)
 LOADGEN_SOURCES := $(shell find bench/loadgen -name '*.go' 2>/dev/null) bench/loadgen/go.mod bench/loadgen/go.sum
 
-.PHONY: help setup build k8s-tools models proto proto-check lint test test-go fuzz test-py test-e2e bench bench-quick bench-locust soak demo run up down clean
+.PHONY: help setup build k8s-tools chromium models proto proto-check lint test test-go fuzz test-py test-e2e bench bench-quick bench-locust soak demo run up up-core down test-compose clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed build models k8s-tools ## install everything: venv, Go modules and tools, gateway, models
+setup: $(VENV)/.installed build models k8s-tools chromium ## install everything: venv, Go modules and tools, gateway, models, Chromium
 
 # Long steps say what they do and, after, how long they took: $(call timed,what,command).
 timed = @printf '==> %s\n' '$(1)'; t0=$$(date +%s); $(2); printf '    done in %ss: %s\n' $$(( $$(date +%s) - t0 )) '$(1)'
@@ -55,6 +55,17 @@ $(LOADGEN): $(LOADGEN_SOURCES) $(wildcard edge-go/gen/inferencepb/*.go) edge-go/
 
 k8s-tools: ## the pinned kustomize that tests/test_deploy.py renders the manifests with
 	$(call timed,kustomize (deploy/k8s/tools),cd deploy/k8s/tools && go tool kustomize version >/dev/null)
+
+# tests/test_demopage.py drives Debian's chromium through Playwright (which never
+# downloads a browser here). As root, a missing one is installed with apt-get;
+# otherwise the target says what to install.
+chromium: ## Debian's chromium for the demo page's browser test (apt-get, when root)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    printf '==> %s\n' "Debian's chromium (apt-get install chromium)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 \
+	      || { echo "apt-get install chromium failed: install it by hand for tests/test_demopage.py" >&2; exit 1; }; \
+	  else echo "tests/test_demopage.py needs Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 models: $(MODELS) $(MINILM) ## train the digits MLP, export it and MiniLM for both backends
 
@@ -126,16 +137,24 @@ demo: setup ## start the stack, send real digits through it, print predictions a
 run: setup ## run the whole stack in the foreground until Ctrl-C (TRANSPORT=grpc|nats; WORKERS=n, default: from the CPUs)
 	$(PY) -m tandem_stack run --transport $(TRANSPORT) $(if $(WORKERS),--workers $(WORKERS))
 
-up: .env ## the stack in containers: NATS, two workers, gateway, Jaeger, Prometheus (needs Docker)
-	docker compose up --build
+up: .env ## the stack in containers: NATS, two workers, gateway, collector, Jaeger, Prometheus, Grafana, Locust (needs Docker)
+	docker compose up --build --wait
+	@echo "demo page http://localhost:8000/  Jaeger http://localhost:16686  Grafana http://localhost:3000  Locust http://localhost:8089"
 
-# compose's NATS passwords (see .env.example): random ones, made once, readable only by you.
+up-core: .env ## the small machine's stack: NATS, two workers and the gateway only, no tracing export
+	OTEL_TRACES_EXPORTER=none docker compose up --build --wait nats inference gateway
+	@echo "demo page http://localhost:8000/  OIP REST http://localhost:8000/v2  gRPC localhost:8001"
+
+# compose's secrets (see .env.example): random passwords, made once, readable only by you.
 .env:
-	umask 077 && $(PYTHON_SYS) -c 'import secrets; [print(f"NATS_{u}_PASSWORD={secrets.token_hex(24)}") for u in ("GATEWAY", "WORKER", "OBSERVER")]; print("TANDEM_API_KEYS=")' > $@
-	@echo "wrote .env with random NATS passwords"
+	umask 077 && $(PYTHON_SYS) -c 'import secrets; [print(f"{k}_PASSWORD={secrets.token_hex(24)}") for k in ("NATS_GATEWAY", "NATS_WORKER", "NATS_OBSERVER", "GRAFANA_ADMIN")]; print("TANDEM_API_KEYS="); print("COMPOSE_PROFILES=observability,load")' > $@
+	@echo "wrote .env with random passwords"
 
-down: ## stop the containers
-	docker compose down
+down: ## stop and remove the containers (every profile)
+	docker compose --profile observability --profile load down --remove-orphans
+
+test-compose: ## on a machine with Docker: build, up (healthy), REST and gRPC through the gateway, --scale inference=3, down
+	bash deploy/compose/test-compose.sh
 
 clean: ## remove built binaries and models (keeps the venv)
 	rm -rf edge-go/bin bench/bin models/*/[0-9]*/

@@ -20,6 +20,10 @@ import (
 var version = "dev"
 
 func main() {
+	// `gateway healthcheck`: the image's HEALTHCHECK (healthcheck.go).
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck(os.Args[2:], os.LookupEnv, os.Stderr))
+	}
 	var level slog.LevelVar
 	// Lines logged with a request's context carry its trace_id and span_id.
 	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: &level})))

@@ -23,6 +23,7 @@ import (
 	"github.com/tandem-ml/tandem/edge-go/internal/auth"
 	"github.com/tandem-ml/tandem/edge-go/internal/coalesce"
 	"github.com/tandem-ml/tandem/edge-go/internal/config"
+	"github.com/tandem-ml/tandem/edge-go/internal/demopage"
 	"github.com/tandem-ml/tandem/edge-go/internal/edge"
 	"github.com/tandem-ml/tandem/edge-go/internal/edgegrpc"
 	"github.com/tandem-ml/tandem/edge-go/internal/graceful"
@@ -146,8 +147,13 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, ls listener
 		ls.close()
 		return err
 	}
+	page, err := withDemoPage(cfg, handler)
+	if err != nil {
+		ls.close()
+		return err
+	}
 	httpSrv := &http.Server{
-		Handler:           tel.HTTPHandler(handler),
+		Handler:           tel.HTTPHandler(page),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
@@ -303,6 +309,17 @@ type tlsServer struct{ *http.Server }
 
 // Serve serves TLS with the config's certificates (and HTTP/2 over it).
 func (s tlsServer) Serve(ln net.Listener) error { return s.ServeTLS(ln, "", "") }
+
+// withDemoPage puts the demo page at / in front of the API, unless
+// --demo-page=false. The page is public, as the health endpoints are: it is
+// static, and its calls to the models are the API's, with the API's keys
+// and limits.
+func withDemoPage(cfg config.Config, api http.Handler) (http.Handler, error) {
+	if !cfg.DemoPage {
+		return api, nil
+	}
+	return demopage.New(demopage.Config{Transport: cfg.Transport, TraceURL: cfg.DemoTraceURL}, api)
+}
 
 // adminHandler serves the Prometheus metrics, and Go's profiles when
 // pprof is set (--pprof: they cost CPU and tell much about the process).

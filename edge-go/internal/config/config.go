@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-ml/tandem/edge-go/internal/demopage"
 	"github.com/tandem-ml/tandem/edge-go/internal/natssubject"
 	"github.com/tandem-ml/tandem/edge-go/internal/redact"
 )
@@ -128,6 +129,11 @@ type Config struct {
 	// RoutingFile is the per-model routing file (TOML; request coalescing);
 	// empty: no coalescing.
 	RoutingFile string
+
+	// DemoPage serves the demo page at / on the REST listener; DemoTraceURL
+	// is the template of its links to a trace ({trace_id}; empty: none).
+	DemoPage     bool
+	DemoTraceURL string
 }
 
 // Load parses args (without the program name) and fills what they leave out
@@ -189,6 +195,9 @@ func Load(args []string, lookupEnv func(string) (string, bool), output io.Writer
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "`file`: PEM CA certificates; when set, clients must present a certificate it signed (mTLS)")
 	fs.TextVar(&c.LogLevel, "log-level", DefaultLogLevel, "`level`: debug, info, warn or error; requests are logged at debug, failed ones at info")
 	fs.StringVar(&c.RoutingFile, "routing", "", "`file` of per-model routing settings (TOML; request coalescing, see edge-go/routing.toml); empty: none")
+
+	fs.BoolVar(&c.DemoPage, "demo-page", true, "serve the demo page at / on the REST listener (internal/demopage); false: / is the API's 404")
+	fs.StringVar(&c.DemoTraceURL, "demo-trace-url", demopage.DefaultTraceURL, "the demo page's link to a request's trace: a URL with "+demopage.TraceIDPlaceholder+" where the trace id goes (empty: no link)")
 
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + EnvName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
@@ -321,6 +330,11 @@ func (c Config) validate() error {
 	// A response that waited the whole --timeout must still be writable.
 	if c.WriteTimeout > 0 && c.WriteTimeout <= c.Timeout {
 		errs = append(errs, fmt.Errorf("--write-timeout %v: must exceed --timeout %v, or be 0", c.WriteTimeout, c.Timeout))
+	}
+	if c.DemoPage {
+		if err := demopage.CheckTraceURL(c.DemoTraceURL); err != nil {
+			errs = append(errs, fmt.Errorf("--demo-trace-url: %w", err))
+		}
 	}
 	errs = append(errs, c.validateHop()...)
 	return errors.Join(errs...)

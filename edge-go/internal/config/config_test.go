@@ -39,6 +39,8 @@ func TestLoad(t *testing.T) {
 		MaxHeaderBytes:    64 << 10,
 
 		GRPCMaxConcurrentStreams: 256,
+		DemoPage:                 true,
+		DemoTraceURL:             "http://localhost:16686/trace/{trace_id}",
 	}
 	with := func(change func(*Config)) Config {
 		c := defaults
@@ -82,6 +84,10 @@ func TestLoad(t *testing.T) {
 				c.APIKeys, c.APIKeysFile, c.RateLimit, c.RateBurst, c.PProf = "k1, k2", "/keys", 50, 5, true
 				c.TLSCert, c.TLSKey, c.TLSClientCA, c.MaxInFlight, c.DrainDelay = "c.pem", "k.pem", "ca.pem", 0, 0
 			})},
+		{"demo page off", nil, map[string]string{"TANDEM_DEMO_PAGE": "false", "TANDEM_DEMO_TRACE_URL": "not checked when off"},
+			with(func(c *Config) { c.DemoPage, c.DemoTraceURL = false, "not checked when off" })},
+		{"demo page without trace links", []string{"--demo-trace-url", ""}, nil,
+			with(func(c *Config) { c.DemoTraceURL = "" })},
 		{"zero HTTP timeouts mean none", []string{"--write-timeout", "0", "--read-timeout", "0s", "--idle-timeout", "0"}, nil,
 			with(func(c *Config) { c.WriteTimeout, c.ReadTimeout, c.IdleTimeout = 0, 0, 0 })},
 	}
@@ -123,6 +129,8 @@ func TestLoadErrors(t *testing.T) {
 		{"client CA without TLS", []string{"--tls-client-ca", "ca.pem"}, nil, "--tls-client-ca needs --tls-cert"},
 		{"negative rate", []string{"--rate-limit", "-1"}, nil, "--rate-limit -1: must not be negative"},
 		{"negative drain delay", []string{"--drain-delay", "-1s"}, nil, "--drain-delay -1s: must not be negative"},
+		{"trace URL without the id", []string{"--demo-trace-url", "http://jaeger:16686/search"}, nil, `--demo-trace-url: "http://jaeger:16686/search" has no {trace_id}`},
+		{"trace URL not absolute", nil, map[string]string{"TANDEM_DEMO_TRACE_URL": "/trace/{trace_id}"}, `--demo-trace-url: "/trace/{trace_id}" is not an absolute http or https URL`},
 		{"zero streams", []string{"--grpc-max-concurrent-streams", "0"}, nil, "--grpc-max-concurrent-streams 0: must be positive"},
 	}
 	for _, tt := range tests {

@@ -474,28 +474,8 @@ class Stack:
 
     def service_replies(self, verb: str = "PING") -> list[dict[str, Any]]:
         """Every NATS worker's answer to `$SRV.<verb>.tandem-inference` (PING, INFO or STATS)."""
-
-        async def ask() -> list[dict[str, Any]]:
-            # nats-py takes several servers as a list, not as one comma-separated URL.
-            nc = await nats.connect(self.nats_client_url("observer").split(","))
-            try:
-                inbox = nc.new_inbox()
-                sub = await nc.subscribe(inbox)
-                await nc.publish(f"$SRV.{verb}.tandem-inference", b"", reply=inbox)
-                replies: list[dict[str, Any]] = []
-                while True:  # every worker answers; collect until the answers stop
-                    try:
-                        msg = await sub.next_msg(timeout=0.5)
-                    except nats.errors.TimeoutError:
-                        return replies
-                    # With no worker subscribed yet, the server says so (an empty
-                    # no-responders status): that is no answer, not a bad one.
-                    if msg.data:
-                        replies.append(json.loads(msg.data))
-            finally:
-                await nc.close()
-
-        return asyncio.run(ask())
+        # nats-py takes several servers as a list, not as one comma-separated URL.
+        return service_replies(self.nats_client_url("observer").split(","), verb)
 
     def wait_workers(self, n: int, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -541,6 +521,32 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def service_replies(servers: list[str], verb: str = "PING") -> list[dict[str, Any]]:
+    """Every NATS worker's answer to `$SRV.<verb>.tandem-inference` (PING, INFO or STATS),
+    asked through `servers` (URLs with the observer's credentials)."""
+
+    async def ask() -> list[dict[str, Any]]:
+        nc = await nats.connect(servers)
+        try:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish(f"$SRV.{verb}.tandem-inference", b"", reply=inbox)
+            replies: list[dict[str, Any]] = []
+            while True:  # every worker answers; collect until the answers stop
+                try:
+                    msg = await sub.next_msg(timeout=0.5)
+                except nats.errors.TimeoutError:
+                    return replies
+                # With no worker subscribed yet, the server says so (an empty
+                # no-responders status): that is no answer, not a bad one.
+                if msg.data:
+                    replies.append(json.loads(msg.data))
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
 
 
 def grpc_serving(addr: str) -> bool:
