@@ -281,10 +281,10 @@ def sweep_run(
     # The scaling section starts stacks of its own: after the passes, with theirs stopped.
     run_scaling = not args.no_scaling and not args.only
     if args.minilm_only:
-        section = minilm.run(raw, quick=args.quick)
-        (out / "minilm.md").write_text(minilm.render(section))
+        alone = minilm.run(raw, quick=args.quick)
+        (out / "minilm.md").write_text(minilm.render(alone))
         print((out / "minilm.md").read_text())
-        return _quick_verdict(minilm.problems(section)) if args.quick else 0
+        return _quick_verdict(minilm.problems(alone)) if args.quick else 0
     if args.scaling_only:
         scaled = _scaling(raw, quick=args.quick)
         problems += _check_scaling(scaled)
@@ -302,7 +302,7 @@ def sweep_run(
         problems += _check_scaling(scaled)
     # Minutes of its own (two CPU modes, five configurations): in the full run only;
     # --quick leaves it out, `--quick --minilm-only` proves its pipeline.
-    section = None
+    section: minilm.Section | None = None
     if not args.no_minilm and not args.only and not args.quick:
         section = minilm.run(raw, quick=False)
     (raw / "phases.json").write_text(json.dumps(extra))

