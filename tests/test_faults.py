@@ -226,10 +226,11 @@ def test_gateway_sigterm_drains(digits: Digits) -> None:
                         outcomes.append(str(r.status_code))
                     except httpx.ConnectError:
                         outcomes.append("refused")
-                    except httpx.RemoteProtocolError:
-                        # Closed with no answer and never read: an idle connection the
-                        # drain closed as this request went out, or one still queued when
-                        # the listener closed. As good as refused, but only after SIGTERM.
+                    except (httpx.RemoteProtocolError, httpx.ReadError):
+                        # Closed (or reset, when unread bytes were in its buffer) with no
+                        # answer and never read: an idle connection the drain closed as
+                        # this request went out, or one still queued when the listener
+                        # closed. As good as refused, but only after SIGTERM.
                         outcomes.append("refused" if termed.is_set() else "dropped")
                     except httpx.HTTPError as err:
                         outcomes.append(type(err).__name__)
