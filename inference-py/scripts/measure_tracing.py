@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import grpc
 import nats
 import numpy as np
 import psutil
+from tandem_stack.stack import free_port
 
 from tandem_inference import codec
 from tandem_inference.dataset import heldout
@@ -64,12 +64,6 @@ def trees_arg(value: str) -> dict[str, str]:
     if any(len(p) != 2 or not p[0] for p in pairs):
         raise argparse.ArgumentTypeError("expected label=path,...")
     return {label: str(Path(path).resolve()) for label, path in pairs}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def request(row: np.ndarray) -> pb.ModelInferRequest:

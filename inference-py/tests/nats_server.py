@@ -7,6 +7,7 @@ with MISSING as the reason, so that the skip is seen, not silent.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import tempfile
@@ -45,15 +46,27 @@ authorization {
 """
 
 
+def _listener_port() -> int:
+    """A free port below Linux's ephemeral range (32768 up): a bind(0) port is
+    ephemeral, and an outgoing connection may take it before nats-server binds it,
+    or while it is stopped between start()s."""
+    for port in random.sample(range(10000, 32768), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 10000-32767")
+
+
 class NatsServer:
     """A nats-server process on a free port; stop() and start() again keep the port.
 
     `config`: the text of a nats-server configuration file (AUTH_CONFIG, say)."""
 
     def __init__(self, config: str = "") -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port: int = s.getsockname()[1]
+        self.port = _listener_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self._config = config
         self._proc: subprocess.Popen[bytes] | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -101,11 +102,37 @@ def model_subset(names: Sequence[str], root: Path) -> Path:
     return root
 
 
+def _ephemeral_low() -> int:
+    """The bottom of the kernel's ephemeral port range (Linux's default if unreadable)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Handed out by this process: a port is never given twice, even once its child is gone.
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A port that was free a moment ago: good enough on a loopback test box."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port that was free a moment ago, below the kernel's ephemeral range.
+
+    bind(0) would pick an ephemeral port, and between the pick and the child's bind any
+    outgoing connection on the box can take it as its local port: a CI run lost a
+    gateway to "address already in use" that way. Below the range only listeners bind."""
+    low = max(_ephemeral_low(), 11000)
+    for _ in range(1000):
+        port = random.randrange(10000, low)
+        if port in _GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in 10000-{low}")
 
 
 @dataclass
