@@ -7,7 +7,7 @@ configuration below is started on its own, swept with REST JSON (one sentence pe
 request, BYTES) by the same open-loop driver as the main sweep, measured one
 request in flight, and stopped:
 
-- `baseline`: bench/baseline/minilm_server.py, FastAPI serving the same ONNX file
+- `baseline`: bench/baseline/server.py --text, FastAPI serving the same ONNX file
   with the same tokenizer, written as a user would (no batching across requests);
 - `gateway-<hop>`: the gateway in front of one Python worker over gRPC or NATS,
   Python's dynamic batcher on (models/minilm/config.toml as shipped);
@@ -43,7 +43,7 @@ from schema import Kind, Plan, Report, ScenarioSpec, spec_name
 from services import wait_http
 
 BENCH = Path(__file__).resolve().parent
-BASELINE = BENCH / "baseline" / "minilm_server.py"
+BASELINE = BENCH / "baseline" / "server.py"
 MODEL = "minilm"
 # A sentence of 13 tokens, a typical search query or title.
 TEXT = "A man is playing a guitar on the stage of a small club tonight."
@@ -143,7 +143,7 @@ def serving(
         with cpuset.confined(budget.servers):
             if not config.hop:
                 port = free_port()
-                argv = [str(PYTHON), str(BASELINE), "--port", str(port)]
+                argv = [str(PYTHON), str(BASELINE), "--port", str(port), "--text"]
                 argv += ["--model", str(MODELS / MODEL / "1" / "model.onnx")]
                 clean = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
                 proc = Process("baseline", argv, workdir / "baseline.log", clean).start()
