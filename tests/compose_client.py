@@ -4,7 +4,8 @@ stack that compose runs, from the host, through its published loopback ports.
     python tests/compose_client.py --env-file FILE [--workers N]
 
 Checks the demo page, held-out digits through the gateway over REST (JSON) and gRPC
-(Triton's client), both models, and that exactly N NATS workers answer the services
+(Triton's client), both models, MiniLM embeddings on both its backends (the image
+exports them at build time), and that exactly N NATS workers answer the services
 API's STATS, each having served some of a burst of requests. Exits non-zero on the
 first failure, saying what failed.
 """
@@ -69,6 +70,20 @@ def rest(base: str, x: np.ndarray, y: np.ndarray) -> None:
             check("hop;dur=" in timing, f"REST {model}: Server-Timing {timing}")
 
 
+def embeddings(base: str) -> None:
+    """A paraphrase is nearer than an unrelated sentence, on both MiniLM backends."""
+    texts = ["A cat sleeps on the sofa.", "The kitten naps on the couch.", "Stocks fell today."]
+    body = {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": texts}]}
+    with httpx.Client(base_url=base, timeout=60) as c:
+        for model in ("minilm", "minilm-torch"):
+            r = c.post(f"/v2/models/{model}/infer", json=body)
+            check(r.status_code == 200, f"REST infer {model}: {r.status_code} {r.text[:200]}")
+            (out,) = r.json()["outputs"]
+            e = np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
+            near, far = float(e[0] @ e[1]), float(e[0] @ e[2])
+            check(near > far, f"REST {model}: paraphrase {near:.3f} > unrelated {far:.3f}")
+
+
 def grpc(addr: str, x: np.ndarray, y: np.ndarray) -> None:
     client = tgrpc.InferenceServerClient(addr)
     check(client.is_server_ready(), f"gRPC ServerReady at {addr}")
@@ -125,6 +140,7 @@ def main() -> None:
     x, y = heldout()
     x, y = np.ascontiguousarray(x[:ROWS], dtype=np.float32), np.asarray(y[:ROWS])
     rest(args.rest, x, y)
+    embeddings(args.rest)
     grpc(args.grpc, x, y)
     password = env_file(args.env_file)["NATS_OBSERVER_PASSWORD"]
     workers(args.rest, args.nats, password, args.workers, x)

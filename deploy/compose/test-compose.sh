@@ -37,6 +37,8 @@ nats_image=$(sed -n 's/^ *image: \(nats:.*\)$/\1/p' compose.yaml)
 if [ "${TANDEM_NATS_STANDIN:-0}" = 1 ] && ! docker image inspect "$nats_image" >/dev/null 2>&1; then
   step "stand-in for $nats_image (the pinned nats-server module, TANDEM_NATS_STANDIN=1)"
   (cd edge-go && CGO_ENABLED=0 go build -trimpath -o "$scratch/nats/nats-server" github.com/nats-io/nats-server/v2)
+  # umask 077 above made it owner-only: the image runs it as a non-root user.
+  chmod 0755 "$scratch/nats/nats-server"
   printf '%s\n' 'FROM debian:bookworm-slim' \
     'RUN apt-get update -q && apt-get install -y -q --no-install-recommends busybox && rm -rf /var/lib/apt/lists/* && ln -s /bin/busybox /usr/local/bin/wget' \
     'COPY nats-server /usr/local/bin/nats-server' 'EXPOSE 4222 6222 8222' 'ENTRYPOINT ["nats-server"]' > "$scratch/nats/Dockerfile"
