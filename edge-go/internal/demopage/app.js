@@ -1,7 +1,8 @@
-// The demo page: a drawing pad, the two digits models side by side, the
-// hop, each request's Server-Timing and a link to its trace. It calls the
-// gateway's OIP v2 REST API like any client; nothing is loaded from
-// elsewhere (the Content-Security-Policy forbids it).
+// The demo page: a drawing pad, the two digits models side by side, and
+// sentences ranked by minilm's embeddings; for each request the hop, its
+// Server-Timing and a link to its trace. It calls the gateway's OIP v2 REST
+// API like any client; nothing is loaded from elsewhere (the
+// Content-Security-Policy forbids it).
 "use strict";
 
 // The models' input: 8x8 cells, each 0-16. scikit-learn's digits are the
@@ -12,6 +13,8 @@ const MAX = 16;
 // The same network on both backends: they should agree.
 const MODELS = { digits: "ONNX Runtime", "digits-torch": "PyTorch" };
 const TIMING_CLASSES = { edge: "edge", hop: "hop", python: "python", queue: "queue", model: "model-time" };
+// The sentence embeddings model: BYTES text in, L2-normalised FP32 rows out.
+const TEXT_MODEL = "minilm";
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d", { willReadFrequently: true });
@@ -120,24 +123,54 @@ function parseServerTiming(value) {
   });
 }
 
-async function infer(model, values, auth) {
-  const trace = traceparent();
-  const headers = { "Content-Type": "application/json", traceparent: trace.header };
+// The API key typed into the page, if any: every call to the models
+// carries it, as any client's would.
+function apiKey() {
+  return document.getElementById("key").value.trim();
+}
+
+function withKey(headers, auth) {
   if (auth) headers.Authorization = `Bearer ${auth}`;
+  return headers;
+}
+
+// refusal is what the gateway said when it refused: "status: its message".
+async function refusal(resp) {
+  const body = await resp.json().catch(() => ({}));
+  return `${resp.status}: ${body.error || resp.statusText}`;
+}
+
+// answer reads a JSON answer, and throws a refusal with the gateway's
+// message.
+async function answer(resp) {
+  if (!resp.ok) throw new Error(await refusal(resp));
+  return resp.json().catch(() => ({}));
+}
+
+// post sends one OIP v2 REST infer request under a trace of the page's
+// own, and gives the answer's outputs by name, its Server-Timing and the
+// trace's id.
+async function post(model, inputs, auth) {
+  const trace = traceparent();
   const resp = await fetch(`/v2/models/${encodeURIComponent(model)}/infer`, {
     method: "POST",
-    headers,
-    body: JSON.stringify({
-      inputs: [{ name: "pixels", datatype: "FP32", shape: [1, GRID * GRID], data: values }],
-    }),
+    headers: withKey({ "Content-Type": "application/json", traceparent: trace.header }, auth),
+    body: JSON.stringify({ inputs }),
   });
-  const body = await resp.json().catch(() => ({ error: `${resp.status} ${resp.statusText}` }));
-  if (!resp.ok) {
-    throw new Error(`${resp.status}: ${body.error || resp.statusText}`);
-  }
-  const out = (body.outputs || []).find((o) => o.name === "probabilities");
-  if (!out) throw new Error("the answer has no probabilities output");
-  return { probabilities: out.data, timing: parseServerTiming(resp.headers.get("Server-Timing")), traceId: trace.traceId };
+  const body = await answer(resp);
+  const outputs = new Map((body.outputs || []).map((o) => [o.name, o]));
+  return { outputs, timing: parseServerTiming(resp.headers.get("Server-Timing")), traceId: trace.traceId };
+}
+
+function output(result, name) {
+  const out = result.outputs.get(name);
+  if (!out) throw new Error(`the answer has no ${name} output`);
+  return out;
+}
+
+async function infer(model, values, auth) {
+  const result = await post(model, [{ name: "pixels", datatype: "FP32", shape: [1, GRID * GRID], data: values }], auth);
+  return { probabilities: output(result, "probabilities").data, timing: result.timing, traceId: result.traceId };
 }
 
 function el(tag, className, text) {
@@ -163,10 +196,14 @@ function showResult(card, result) {
     }),
   );
   showTiming(card, result.timing);
-  const link = card.querySelector(".trace");
+  showTrace(card, result.traceId);
+}
+
+function showTrace(box, traceId) {
+  const link = box.querySelector(".trace");
   if (settings.trace_url) {
-    link.href = settings.trace_url.replaceAll("{trace_id}", result.traceId);
-    link.textContent = `trace ${result.traceId} in Jaeger`;
+    link.href = settings.trace_url.replaceAll("{trace_id}", traceId);
+    link.textContent = `trace ${traceId} in Jaeger`;
     link.hidden = false;
   }
 }
@@ -207,7 +244,7 @@ function showError(card, err) {
 async function classify() {
   const values = pixels();
   drawPreview(values);
-  const auth = document.getElementById("key").value.trim();
+  const auth = apiKey();
   document.body.dataset.state = "busy";
   await Promise.all(
     Object.keys(MODELS).map(async (model) => {
@@ -229,9 +266,18 @@ async function loadSettings() {
   } catch (err) {
     settings = { transport: "", trace_url: "" };
   }
-  document.getElementById("transport").textContent = settings.transport
+  const hop = settings.transport
     ? `${settings.transport.toUpperCase()} (every request this gateway answers goes over it)`
     : "unknown";
+  document.querySelectorAll("#transport, .search .transport").forEach((e) => {
+    e.textContent = hop;
+  });
+}
+
+// requestInfo is a fresh Server-Timing bar and trace link, hidden until a
+// request has been shown in them.
+function requestInfo() {
+  return document.getElementById("request-info").content.cloneNode(true);
 }
 
 function cards() {
@@ -242,16 +288,147 @@ function cards() {
       card.dataset.model = model;
       card.querySelector(".name").textContent = model;
       card.querySelector(".backend").textContent = backend;
+      card.querySelector(".error").before(requestInfo());
       return card;
     }),
   );
 }
 
+const search = document.getElementById("search");
+const rankButton = document.getElementById("rank");
+// Whether the last readiness check found minilm ready; Rank waits for it.
+let searchReady = false;
+// Readiness checks may overlap (the key is retyped): only the latest counts.
+let searchCheck = 0;
+
+// checkSearch asks the gateway whether minilm is ready, and enables Rank
+// only if so; otherwise the section says why. The check is an API call
+// like any other, so with API keys it needs the key, and typing one checks
+// again.
+async function checkSearch() {
+  const mine = ++searchCheck;
+  let message = "";
+  try {
+    const resp = await fetch(`/v2/models/${TEXT_MODEL}/ready`, { headers: withKey({}, apiKey()) });
+    if (!resp.ok) {
+      const why = await refusal(resp);
+      if (resp.status === 404) {
+        message = `The model ${TEXT_MODEL} is not in this gateway's repository, so there is nothing to rank with (${why}).`;
+      } else if (resp.status === 401 || resp.status === 403) {
+        message = `The gateway wants an API key to say whether ${TEXT_MODEL} is ready (${why}): type it above.`;
+      } else {
+        message = `${TEXT_MODEL} is not ready (${why}).`;
+      }
+    }
+  } catch (err) {
+    message = `Could not ask whether ${TEXT_MODEL} is ready: ${err.message}`;
+  }
+  if (mine !== searchCheck) return;
+  searchReady = message === "";
+  const status = search.querySelector(".status");
+  status.textContent = message;
+  status.hidden = searchReady;
+  rankButton.disabled = !searchReady || search.dataset.state === "busy";
+}
+
+function candidates() {
+  return document
+    .getElementById("sentences")
+    .value.split("\n")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+function dot(a, b) {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+// rank embeds the sentences and the query in one request, the query last,
+// and lists the sentences by their cosine similarity to it, most similar
+// first; it resolves once the list (or the error) is shown.
+async function rank() {
+  const sentences = candidates();
+  const query = document.getElementById("query").value.trim();
+  search.dataset.state = "busy";
+  rankButton.disabled = true;
+  try {
+    if (!sentences.length || !query) throw new Error("type at least one sentence and a query");
+    const texts = [...sentences, query];
+    const result = await post(
+      TEXT_MODEL,
+      [{ name: "text", datatype: "BYTES", shape: [texts.length], data: texts }],
+      apiKey(),
+    );
+    const out = output(result, "embedding");
+    const [rows, dim] = out.shape;
+    if (rows !== texts.length || out.data.length !== rows * dim) {
+      throw new Error(`the embedding is ${out.shape.join("×")} for ${texts.length} texts`);
+    }
+    const row = (i) => out.data.slice(i * dim, (i + 1) * dim);
+    const q = row(sentences.length);
+    const ranked = sentences.map((text, i) => ({ text, line: i, score: dot(row(i), q) }));
+    ranked.sort((a, b) => b.score - a.score);
+    showRanking(ranked, result);
+  } catch (err) {
+    showSearchError(err);
+  }
+  search.dataset.state = "done";
+  rankButton.disabled = !searchReady;
+}
+
+function showRanking(ranked, result) {
+  search.querySelector(".error").hidden = true;
+  search.querySelector(".ranking").replaceChildren(
+    ...ranked.map((r, i) => {
+      const li = el("li", i === 0 ? "top" : "");
+      li.dataset.score = String(r.score);
+      li.dataset.line = String(r.line);
+      // A cosine is in [-1, 1]; the bar, in a track of fixed width so that
+      // the sentences line up, shows how far above 0 it is.
+      const track = el("span", "track");
+      const bar = el("span", "p");
+      bar.style.width = `${(100 * Math.min(Math.max(r.score, 0), 1)).toFixed(1)}%`;
+      track.append(bar);
+      li.append(el("span", "v", r.score.toFixed(3)), track, el("span", "s", r.text));
+      return li;
+    }),
+  );
+  showTiming(search, result.timing);
+  showTrace(search, result.traceId);
+}
+
+// showSearchError clears the last ranking and its timing, which were not
+// for these sentences, and says what went wrong.
+function showSearchError(err) {
+  search.querySelector(".ranking").replaceChildren();
+  showTiming(search, []);
+  search.querySelector(".trace").hidden = true;
+  const e = search.querySelector(".error");
+  e.textContent = err.message;
+  e.hidden = false;
+}
+
 cards();
+search.querySelector(".error").before(requestInfo());
 clearPad();
 strokes();
 document.getElementById("clear").addEventListener("click", clearPad);
 document.getElementById("classify").addEventListener("click", classify);
+rankButton.addEventListener("click", rank);
+let keyTimer;
+document.getElementById("key").addEventListener("input", () => {
+  clearTimeout(keyTimer);
+  keyTimer = setTimeout(checkSearch, 250);
+});
 document.body.dataset.state = "idle";
-// For the browser test and the console: the same functions the pad uses.
-window.tandemDemo = { pixels, paintPixels, classify, ready: loadSettings() };
+// For the browser test and the console: the same functions the page uses.
+window.tandemDemo = {
+  pixels,
+  paintPixels,
+  classify,
+  rank,
+  checkSearch,
+  ready: Promise.all([loadSettings(), checkSearch()]),
+};

@@ -1,7 +1,8 @@
 // Package demopage serves the demo page at /: draw a digit, see what
 // digits (ONNX Runtime) and digits-torch (PyTorch) make of it side by side,
-// which hop served it, the request's Server-Timing as a bar, and a link to
-// its trace. The page is plain HTML, JS and CSS embedded in the binary, with
+// rank sentences by their similarity to a query with minilm's embeddings,
+// and for each request which hop served it, its Server-Timing as a bar, and
+// a link to its trace. The page is plain HTML, JS and CSS embedded in the binary, with
 // no build step and nothing loaded from elsewhere; it calls the gateway's
 // own OIP REST API like any client, so it shows what a client sees.
 package demopage
