@@ -3,17 +3,21 @@ backends (the artifacts `make models` exports into models/minilm*)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pytest
 
 from tandem_inference import codec
+from tandem_inference.backends import backend_class
+from tandem_inference.backends.base import Backend
 from tandem_inference.errors import InvalidArgument, ModelConfigError
 from tandem_inference.model_config import ModelConfig, Tokenizer, read_config
 from tandem_inference.pb import grpc_service_pb2 as pb
 from tandem_inference.repository import ModelRepository
-from tandem_inference.text import TextBackend, load_tokenizer, tokenize
+from tandem_inference.text import TextBackend, buckets, graph_config, load_tokenizer, tokenize
 from tandem_inference.validation import check_texts, decode_inputs
 
 MINILM = ("minilm", "minilm-torch")
@@ -182,6 +186,66 @@ def test_each_batch_is_padded_to_its_own_longest(committed_models: Path) -> None
     np.testing.assert_array_equal(short["attention_mask"], [[1, 1, 1, 0], [1, 1, 1, 1]])
     long = tokenize(tokenizer, np.array([b"word " * 400], dtype=object))
     assert long["input_ids"].shape == (1, 256)
+
+
+def test_padding_is_what_the_tokenizer_itself_pads(committed_models: Path) -> None:
+    """pack's padding against the tokenizers library's own (pad to the longest)."""
+    path = committed_models / "minilm" / "1" / "tokenizer.json"
+    own = load_tokenizer(path, 256)
+    own.enable_padding()
+    texts = [t.encode() for t in SENTENCES]
+    encodings = own.encode_batch(SENTENCES)
+    got = tokenize(load_tokenizer(path, 256), np.array(texts, dtype=object))
+    np.testing.assert_array_equal(got["input_ids"], [e.ids for e in encodings])
+    np.testing.assert_array_equal(got["attention_mask"], [e.attention_mask for e in encodings])
+
+
+@pytest.mark.parametrize(
+    ("lengths", "groups"),
+    [
+        ([], []),
+        ([7], [[0]]),
+        ([4, 4, 4], [[0, 1, 2]]),
+        ([200, 2], [[1], [0]]),  # a long one never pads a short one
+        ([10, 100, 11, 101, 12], [[0, 2, 4], [1, 3]]),  # by length, rows named as given
+        ([8, 9, 10], [[0, 1, 2]]),  # 30 tokens for 27: within 25%
+        ([8, 8, 12], [[0, 1], [2]]),  # 36 tokens for 28: past it
+    ],
+)
+def test_buckets(lengths: list[int], groups: list[list[int]]) -> None:
+    assert buckets(lengths) == groups
+
+
+class Recording(Backend):
+    """The real graph backend, noting the shape of every batch it is given."""
+
+    def __init__(self, graph: Backend) -> None:
+        self.graph = graph
+        self.shapes: list[tuple[int, ...]] = []
+
+    @classmethod
+    def load(cls, artifact: Path, config: ModelConfig) -> Self:
+        return cls(backend_class(config.backend).load(artifact, graph_config(config)))
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.shapes.append(inputs["input_ids"].shape)
+        return self.graph.run(inputs)
+
+
+@pytest.mark.parametrize("model", MINILM)
+def test_a_mixed_batch_runs_in_buckets(
+    backends: dict[str, TextBackend], committed_models: Path, model: str
+) -> None:
+    """Short texts are not padded to a long one's length: each bucket is its own run,
+    and the rows come back in the batch's order."""
+    texts = ["a cat", "word " * 400, "a dog", "hello there"]
+    alone = np.stack([embed(backends[model], [t])[0] for t in texts])
+    config = read_config(committed_models / model)
+    recording = Recording.load(committed_models / model / ARTIFACTS[model], config)
+    tokenizer = load_tokenizer(committed_models / model / "1" / "tokenizer.json", 256)
+    got = embed(TextBackend(recording, tokenizer, "text"), texts)
+    assert sorted(recording.shapes) == [(1, 256), (3, 4)]
+    np.testing.assert_allclose(got, alone, atol=1e-6)
 
 
 def test_a_repository_serves_a_text_model(committed_models: Path, tmp_path: Path) -> None:
