@@ -13,8 +13,9 @@ each model call, tokenizes the whole batch with the `tokenizers` library
   padded to its own longest and run on its own. On CPU the encoder's cost grows
   with the padded tokens and batching saves almost nothing, so one long text in a
   dynamic batch of short ones would make all of them pay for its length: measured
-  with measure_text.py, batches of 32 in arrival order carried 3.4 padding tokens
-  per real one, and ran 3.9 times slower than the same texts bucketed.
+  with measure_text.py on texts of mixed lengths, batches of 32 padded to their
+  longest carried 3.4 padding tokens per real one (112.5 ms of model per text);
+  bucketed, 0.1 (21.4 ms per text, 5.2 times less).
 
 The texts were checked before the batcher (validation.check_texts): valid UTF-8 and
 at most `max_text_bytes` each, so a bad element costs its caller a 400 and never
