@@ -107,13 +107,13 @@ def freeze_startup_objects() -> int:
 
     What start-up made (the libraries, torch, the models: some 370,000 objects with
     the shipped models) lives as long as the process, yet every full collection
-    walks all of it, and the objects that requests leave behind a while (traced
-    spans waiting for export, above all) bring one on every few thousand requests: a
-    full collection took 177 ms here, a stall of the event loop and of every request
-    in flight. Frozen, they are never walked (gc.freeze, the CPython docs' advice for
-    long-lived start-up state); what is made later is collected as before. A model
-unloaded later (model control) is freed by reference counting; a cycle of its
-start-up objects stays until exit."""
+    walks all of it, and objects that outlive a request for a while (traced spans
+    waiting for export, above all) start one now and then: a full collection took
+    177 ms here, a stall of the event loop and of every request in flight. Frozen,
+    they are never walked (gc.freeze, which CPython's docs advise for long-lived
+    start-up state); what is made later is collected as before. A model unloaded
+    later (model control) is freed by reference counting; a cycle among its
+    start-up objects stays until exit."""
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
