@@ -95,15 +95,16 @@ def show_trace(transport: str, client: httpx.Client, receiver: Receiver, row: np
 
 
 # The semantic search's corpus and queries: the embeddings are unit vectors, so a dot
-# product is the cosine similarity.
+# product is the cosine similarity. all-MiniLM-L6-v2 was trained on English, so the
+# sentences are English; non-ASCII ones (café, Zürich) still cross as UTF-8 BYTES.
 CORPUS = [
     "The cat sleeps on the warm windowsill.",
     "Our quarterly revenue grew by twelve percent.",
     "To fix a flat tyre, remove the wheel and patch the inner tube.",
-    "Der Zug nach Berlin fährt um acht Uhr ab.",
+    "The night train to Zürich departs at eight o'clock.",
     "The recipe needs two eggs, flour and a pinch of salt.",
-    "Le chien court dans le parc.",
-    "Replace the bicycle chain when it starts to skip.",
+    "A puppy chases a ball across the park.",
+    "The café on the corner serves crème brûlée.",
     "The stock market closed lower on Friday.",
 ]
 QUERIES = ["my bike has a puncture", "when does the train leave?", "a dog playing outside"]
