@@ -119,7 +119,7 @@ test-py: $(VENV)/.installed models ## Python unit tests: the inference service a
 test-e2e: setup ## cross-language tests: the real gateway and Python service as processes
 	$(PY) -m pytest -q tests
 
-bench: setup ## the load tests side by side, same CPU budget and all cores, into bench/results/<UTC time>/ (about 17 minutes)
+bench: setup ## the load tests side by side, same CPU budget and all cores, into bench/results/<UTC time>/ (about 24 minutes)
 	$(PY) bench/run.py
 
 bench-quick: setup ## the same pipeline, seconds per step (2-3 minutes); fails on any error (part of make test)
