@@ -361,9 +361,7 @@ def test_without_minilm_the_search_is_off() -> None:
         status = d.page.inner_text("#search .status")
         assert "minilm is not in this gateway's repository" in status, status
         assert '404: model "minilm" not found' in status, status
-        d.page.click("#rank", force=True)  # a disabled button does nothing
         assert d.ranking() == []
-        assert d.page.is_hidden("#search .error")
         d.page.evaluate("v => window.tandemDemo.paintPixels(v)", [8] * 64)
         d.classify_by_click()
         assert all(d.predicted(m) in set("0123456789") for m in MODEL_NAMES)
